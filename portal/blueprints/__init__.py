@@ -1,0 +1,11 @@
+"""Blueprints: thin views that validate input, call one service and render."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register_blueprints(app: Flask) -> None:
+    from portal.blueprints.public import bp as public_bp
+
+    app.register_blueprint(public_bp)

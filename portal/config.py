@@ -1,0 +1,126 @@
+"""Configuration: every setting, its default and its meaning, read from the environment here only.
+
+The README's configuration table lists the same settings; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message says which and how to fix it."""
+
+
+def _text(value: str) -> str:
+    return value.strip()
+
+
+def _int(value: str) -> int:
+    return int(value.strip())
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    help: str
+    parse: Callable[[str], Any] = _text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("PORTAL_ENV", "development",
+            "`development`, `testing` or `production`. Production refuses to start "
+            "without `SECRET_KEY` and `DATABASE_URL` and marks cookies `Secure`."),
+    Setting("SECRET_KEY", "",
+            "Signs sessions and tokens. Empty in development: a random key is created "
+            "once and kept in `instance/secret_key`. Required in production."),
+    Setting("DATABASE_URL", "",
+            "PostgreSQL URL (`postgresql://user:pass@host/db`). Empty: an embedded "
+            "PostgreSQL server keeps its data under `instance/postgres`."),
+    Setting("REDIS_URL", "",
+            "Redis URL (`redis://host:6379/0` or `unix:///path/redis.sock`). Empty: an "
+            "embedded Redis server keeps its data in `instance/redis.db`."),
+    Setting("STRIPE_SECRET_KEY", "",
+            "Stripe secret key (`sk_test_…`/`sk_live_…`). Empty: Stripe calls go to the "
+            "built-in Stripe API simulator and the UI says test mode."),
+    Setting("STRIPE_PUBLISHABLE_KEY", "", "Stripe publishable key for the Payment Element."),
+    Setting("STRIPE_WEBHOOK_SECRET", "",
+            "Signing secret of the Stripe webhook endpoint (`whsec_…`). Empty with the "
+            "simulator: one is generated per instance."),
+    Setting("PORTAL_NAME", "Amply",
+            "The portal's name in pages, exports and checkpoint origins."),
+    Setting("PUBLIC_BASE_URL", "http://127.0.0.1:5000",
+            "The address the public reaches the portal at; used in exports, emails and "
+            "verification instructions."),
+    Setting("INSTANCE_PATH", "",
+            "Folder for local state (embedded databases, uploads, keys). Empty: "
+            "`instance/` beside the `portal` package."),
+    Setting("DATABASE_POOL_SIZE", "10", "Connections each app process keeps open.", _int),
+    Setting("LEDGER_MAX_AMOUNT", "99999999999999",
+            "Largest absolute amount of one entry, in minor units.", _int),
+    Setting("LOG_LEVEL", "INFO", "Python logging level of the app's own loggers."),
+    Setting("SQL_ECHO", "false", "Log every SQL statement (development aid).", _bool),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read every setting from ``environ`` (the process environment by default)."""
+    source = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = source.get(setting.name, setting.default)
+        try:
+            values[setting.name] = setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{setting.name}: {exc}") from exc
+    return values
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    """Point any PostgreSQL URL at the psycopg 3 driver."""
+    for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+        if database_url.startswith(prefix):
+            return "postgresql+psycopg://" + database_url[len(prefix):]
+    if database_url.startswith("postgresql+psycopg://"):
+        return database_url
+    raise ConfigError(
+        "DATABASE_URL must be a PostgreSQL URL such as postgresql://user:pass@host/db"
+    )
+
+
+def secret_key_for(settings: Mapping[str, Any], instance_path: Path) -> str:
+    """Return the configured secret key, or a development key kept in the instance folder."""
+    configured = str(settings["SECRET_KEY"])
+    if configured:
+        return configured
+    if settings["PORTAL_ENV"] == "production":
+        raise ConfigError("SECRET_KEY must be set in production (a long random string).")
+    key_file = instance_path / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    instance_path.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key + "\n")
+    key_file.chmod(0o600)
+    return key
+
+
+def describe(name: str) -> Setting:
+    return _BY_NAME[name]

