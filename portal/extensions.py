@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+import psycopg.types.json
 import redis
 from flask import Flask
 from flask_migrate import Migrate
@@ -11,6 +13,10 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+# JSON read from PostgreSQL (entry metadata) is parsed by orjson: four times faster
+# than the standard library, which verifying a million entries feels.
+psycopg.types.json.set_json_loads(orjson.loads)
 
 # Constraint names are spelled out so that migrations can refer to them.
 NAMING_CONVENTION = {

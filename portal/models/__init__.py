@@ -4,7 +4,6 @@ from portal.extensions import Base
 from portal.models.ledger import (
     ENTRY_TYPES,
     VISIBILITY_LEVELS,
-    LedgerBalance,
     LedgerEntry,
     LedgerHead,
     LedgerTotal,
@@ -25,7 +24,6 @@ __all__ = [
     "VISIBILITY_LEVELS",
     "Base",
     "Fund",
-    "LedgerBalance",
     "LedgerEntry",
     "LedgerHead",
     "LedgerTotal",

@@ -38,9 +38,8 @@ class LedgerEntry(Base):
     __tablename__ = "ledger_entries"
 
     entry_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
-    organisation_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="RESTRICT")
-    )
+    # Not a foreign key: the ledger's trigger checks it (see the first migration).
+    organisation_id: Mapped[str] = mapped_column(sa.String(40))
     sequence: Mapped[int] = mapped_column(sa.BigInteger)
     timestamp: Mapped[str] = mapped_column(sa.String(20))
     type: Mapped[str] = mapped_column(sa.String(32))
@@ -75,22 +74,11 @@ class LedgerHead(Base):
     sequence: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     entry_hash: Mapped[str | None] = mapped_column(sa.String(80))
     timestamp: Mapped[str | None] = mapped_column(sa.String(20))
+    #: Balance per currency after the head entry, e.g. ``{"EUR": 51300}``.
+    balances: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
     )
-
-
-class LedgerBalance(Base):
-    """Balance and entry count per organisation and currency."""
-
-    __tablename__ = "ledger_balances"
-
-    organisation_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
-    )
-    currency: Mapped[str] = mapped_column(sa.String(3), primary_key=True)
-    balance: Mapped[int] = mapped_column(sa.BigInteger, default=0)
-    entry_count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
 
 
 class LedgerTotal(Base):

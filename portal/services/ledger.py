@@ -21,7 +21,6 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 from flask import current_app
-from sqlalchemy.exc import DBAPIError
 
 from amply_verify.hashing import canonical_json, compute_entry_hash
 from portal.extensions import db
@@ -167,9 +166,13 @@ def utc_timestamp(moment: datetime | None = None) -> str:
 
 
 def parse_timestamp(text: str) -> datetime:
+    """Read a ledger timestamp; refuse anything but ``YYYY-MM-DDTHH:MM:SSZ`` of a real moment."""
     if not isinstance(text, str) or not TIMESTAMP_RE.match(text):
         raise ValueError(f"{text!r} is not a timestamp of the form YYYY-MM-DDTHH:MM:SSZ")
-    return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a real date and time") from exc
 
 
 def _check_json(value: Any, path: str, depth: int) -> None:
@@ -211,11 +214,12 @@ def _normalise_metadata(raw: Mapping[str, Any], *, allow_links: bool) -> dict[st
     if not isinstance(raw, Mapping):
         raise InvalidEntry("metadata must be a JSON object", field="metadata")
     _check_json(raw, "metadata", 0)
-    # A JSON round trip gives plain dicts and lists, and the exact value stored.
-    metadata: dict[str, Any] = json.loads(canonical_json(raw))
-    if len(canonical_json(metadata).encode()) > MAX_METADATA_BYTES:
+    text = canonical_json(raw)
+    if len(text.encode()) > MAX_METADATA_BYTES:
         raise InvalidEntry(f"metadata is larger than {MAX_METADATA_BYTES} bytes",
                            field="metadata")
+    # A JSON round trip gives plain dicts and lists, and the exact value stored.
+    metadata: dict[str, Any] = json.loads(text)
     if not allow_links:
         links = sorted(LINK_KEYS & metadata.keys())
         if links:
@@ -367,12 +371,13 @@ def get_head(organisation_id: str) -> Head:
 
 def balances(organisation_id: str) -> dict[str, int]:
     """The organisation's balance per currency, over every entry."""
-    rows = db.session.execute(
-        sa.text("SELECT currency, balance FROM ledger_balances WHERE organisation_id = :org"
-                " ORDER BY currency"),
+    found = db.session.execute(
+        sa.text("SELECT balances FROM ledger_heads WHERE organisation_id = :org"),
         {"org": organisation_id},
-    )
-    return {row.currency: row.balance for row in rows}
+    ).scalar_one_or_none()
+    if found is None:
+        raise UnknownOrganisation(f"unknown organisation {organisation_id}")
+    return {currency: int(found[currency]) for currency in sorted(found)}
 
 
 # --------------------------------------------------------------------------- writing
@@ -387,50 +392,62 @@ class _LockedLedger:
     entry_hash: str | None
     timestamp: str | None
     balances: dict[str, int]
-    general_fund_id: str | None
-    fund_ids: set[str]
 
 
-_LOCK_SQL = sa.text(
-    "SELECT organisation_id FROM ledger_heads"
-    " WHERE organisation_id = ANY(CAST(:orgs AS text[]))"
-    " ORDER BY organisation_id FOR UPDATE"
-)
-# A separate statement after the lock: in READ COMMITTED each statement sees the
-# latest commits, while a locking statement's own subqueries would still see the
-# snapshot taken before it waited for the lock.
-_CONTEXT_SQL = sa.text(
+def _driver_connection() -> psycopg.Connection[Any]:
+    """The session's own psycopg connection, for the hot path and for COPY and cursors.
+
+    Statements sent here run in the session's transaction; pending ORM changes are
+    flushed first so that they are visible to them.
     """
-    SELECT h.organisation_id, h.sequence, h.entry_hash, h.timestamp,
-           COALESCE((SELECT jsonb_object_agg(b.currency, b.balance) FROM ledger_balances b
-                      WHERE b.organisation_id = h.organisation_id
-                        AND b.currency = ANY(CAST(:currencies AS text[]))), '{}'::jsonb),
-           (SELECT f.id FROM funds f
-             WHERE f.organisation_id = h.organisation_id AND f.type = 'general'),
-           ARRAY(SELECT f.id FROM funds f
-                  WHERE f.organisation_id = h.organisation_id
-                    AND f.id = ANY(CAST(:fund_ids AS text[])))
-      FROM ledger_heads h
-     WHERE h.organisation_id = ANY(CAST(:orgs AS text[]))
-    """
+    db.session.flush()
+    raw = db.session.connection().connection.driver_connection
+    assert isinstance(raw, psycopg.Connection)
+    return raw
+
+
+# Which organisation owns a fund never changes, and funds are archived, never
+# deleted, so what was found once stays true: appends skip the lookup after that.
+_fund_owner: dict[str, str] = {}
+_general_fund: dict[str, str] = {}
+_FUND_CACHE_LIMIT = 100_000
+
+
+def _learn_funds(organisation_ids: Iterable[str], fund_ids: Iterable[str]) -> None:
+    orgs = [org for org in set(organisation_ids) if org not in _general_fund]
+    funds = [fund for fund in set(fund_ids) if fund not in _fund_owner]
+    if not orgs and not funds:
+        return
+    if len(_fund_owner) > _FUND_CACHE_LIMIT:
+        _fund_owner.clear()
+    rows = _driver_connection().execute(
+        "SELECT id, organisation_id, type FROM funds"
+        " WHERE id = ANY(%s) OR (type = 'general' AND organisation_id = ANY(%s))",
+        (funds, orgs),
+    )
+    for fund_id, organisation_id, fund_type in rows:
+        _fund_owner[fund_id] = organisation_id
+        if fund_type == "general":
+            _general_fund[organisation_id] = fund_id
+
+
+# The head row holds everything an append needs. When the lock had to wait,
+# PostgreSQL re-reads the row at its latest version, so what comes back is current.
+_LOCK_SQL = (
+    "SELECT organisation_id, sequence, entry_hash, timestamp, balances FROM ledger_heads"
+    " WHERE organisation_id = ANY(%s) ORDER BY organisation_id FOR UPDATE"
 )
 
 
 def _lock(
-    organisation_ids: Iterable[str], currencies: Iterable[str] = (), fund_ids: Iterable[str] = ()
+    organisation_ids: Iterable[str], fund_ids: Iterable[str] = ()
 ) -> dict[str, _LockedLedger]:
     """Lock the heads of these ledgers, in id order so that two writers never deadlock."""
     wanted = sorted(set(organisation_ids))
-    db.session.flush()
-    db.session.execute(_LOCK_SQL, {"orgs": wanted})
-    rows = db.session.execute(
-        _CONTEXT_SQL,
-        {"orgs": wanted, "currencies": sorted(set(currencies)), "fund_ids": sorted(set(fund_ids))},
-    ).all()
-    locked = {
-        row[0]: _LockedLedger(row[0], row[1], row[2], row[3], dict(row[4]), row[5], set(row[6]))
-        for row in rows
-    }
+    _learn_funds(wanted, fund_ids)
+    rows = _driver_connection().execute(_LOCK_SQL, (wanted,)).fetchall()
+    locked = {row[0]: _LockedLedger(row[0], row[1], row[2], row[3], dict(row[4]))
+              for row in rows}
     missing = [org for org in wanted if org not in locked]
     if missing:
         raise UnknownOrganisation(f"unknown organisation {missing[0]}")
@@ -451,9 +468,10 @@ def _chain(ledger: _LockedLedger, draft: EntryDraft, entry_id: str, now: str) ->
     if draft.type != "expense_recategorized":
         fund_id = metadata.get("fund_id")
         if fund_id is None:
-            if ledger.general_fund_id is not None:
-                metadata["fund_id"] = ledger.general_fund_id
-        elif fund_id not in ledger.fund_ids and fund_id != ledger.general_fund_id:
+            general = _general_fund.get(ledger.organisation_id)
+            if general is not None:
+                metadata["fund_id"] = general
+        elif _fund_owner.get(fund_id) != ledger.organisation_id:
             raise InvalidEntry(f"fund {fund_id} does not belong to this organisation",
                                field="fund_id")
     reveal_at = metadata.get("reveal_at")
@@ -481,41 +499,38 @@ def _row_values(entry: Entry, key: str | None) -> tuple[Any, ...]:
             entry.prev_entry_hash, entry.entry_hash, entry.balance_after, key)
 
 
+def _insert_sql(rows: int) -> str:
+    row = "(" + ", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _INSERT_COLUMNS) + ")"
+    return (f"INSERT INTO ledger_entries ({', '.join(_INSERT_COLUMNS)}) VALUES "  # noqa: S608
+            + ", ".join([row] * rows))
+
+
+_INSERT_ONE = _insert_sql(1)
+_COPY_SQL = f"COPY ledger_entries ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
+
+
 def _insert(entries: Sequence[tuple[Entry, str | None]]) -> None:
     """Insert chained entries in one statement, so the database takes all or none."""
-    placeholders = []
-    params: dict[str, Any] = {}
-    for index, (entry, key) in enumerate(entries):
-        names = []
-        for column, value in zip(_INSERT_COLUMNS, _row_values(entry, key), strict=True):
-            name = f"{column}_{index}"
-            params[name] = value
-            names.append(f"CAST(:{name} AS jsonb)" if column == "metadata" else f":{name}")
-        placeholders.append("(" + ", ".join(names) + ")")
-    statement = (
-        f"INSERT INTO ledger_entries ({', '.join(_INSERT_COLUMNS)}) VALUES "  # noqa: S608
-        + ", ".join(placeholders)
-    )
+    statement = _INSERT_ONE if len(entries) == 1 else _insert_sql(len(entries))
+    params = [value for entry, key in entries for value in _row_values(entry, key)]
     try:
-        db.session.execute(sa.text(statement), params)
-    except DBAPIError as exc:
+        _driver_connection().execute(statement, params)
+    except psycopg.Error as exc:
         raise _translate(exc) from exc
 
 
-def _translate(exc: DBAPIError) -> Exception:
+def _translate(exc: psycopg.Error) -> Exception:
     """Name what the database refused in the ledger's words."""
-    orig = exc.orig
-    if isinstance(orig, psycopg.Error) and orig.diag is not None:
-        state = orig.diag.sqlstate
-        message = orig.diag.message_primary or str(orig)
-        if state in {"AL001", "AL002"}:
-            return ChainRefused(message)
-        if state == "23505" and "uq_ledger_entries_reverses" in str(orig):
-            return AlreadyReversed("this entry has already been reversed")
-        if state == "23505" and "uq_ledger_entries_idempotency" in str(orig):
-            return IdempotencyConflict("this idempotency key has just been used")
-        if state in {"23505", "23514", "23503"}:
-            return ChainRefused(message)
+    state = exc.sqlstate
+    message = exc.diag.message_primary or str(exc)
+    if state in {"AL001", "AL002"}:
+        return ChainRefused(message)
+    if state == "23505" and "uq_ledger_entries_reverses" in str(exc):
+        return AlreadyReversed("this entry has already been reversed")
+    if state == "23505" and "uq_ledger_entries_idempotency" in str(exc):
+        return IdempotencyConflict("this idempotency key has just been used")
+    if state in {"23505", "23514", "23503"}:
+        return ChainRefused(message)
     return exc
 
 
@@ -552,7 +567,6 @@ def _write(
               for org, draft, entry_id in plan]
     ledgers = _lock(
         (org for org, _, _ in drafts),
-        currencies=(draft.currency for _, draft, _ in drafts),
         fund_ids=(str(draft.metadata["fund_id"]) for _, draft, _ in drafts
                   if "fund_id" in draft.metadata),
     )
@@ -784,39 +798,34 @@ def bulk_load(
 ) -> int:
     """Append many entries fast (demo data, imports), committing after each batch.
 
-    Entries are validated and hashed exactly as ``append_entry`` does, then copied in
-    with PostgreSQL's COPY; the database checks each batch like any other insert.
-    Drafts may carry their own timestamps, which must not go back in time.
+    Entries are validated and hashed exactly as ``append_entry`` does and streamed
+    into PostgreSQL's COPY as they are made, so the database stores one row while
+    the next is hashed; the database checks each batch like any other insert. Drafts
+    may carry their own timestamps, which must not go back in time. A refused batch
+    writes nothing; the batches before it stay.
     """
     written = 0
     for batch in _batches(drafts, batch_size):
-        normalised = [_normalise_draft(draft) for draft in batch]
-        ledger = _lock(
-            [organisation_id],
-            currencies={draft.currency for draft in normalised},
-            fund_ids={str(d.metadata["fund_id"]) for d in normalised if "fund_id" in d.metadata},
-        )[organisation_id]
+        fund_ids = {str(d.metadata["fund_id"]) for d in batch
+                    if isinstance(d.metadata, Mapping) and "fund_id" in d.metadata}
+        ledger = _lock([organisation_id], fund_ids=fund_ids)[organisation_id]
         now = utc_timestamp()
-        ids = new_ids("led", len(normalised))
-        rows = [
-            (_chain(ledger, draft, entry_id, now), draft.idempotency_key)
-            for draft, entry_id in zip(normalised, ids, strict=True)
-        ]
-        raw = db.session.connection().connection.driver_connection
-        assert isinstance(raw, psycopg.Connection)
+        ids = new_ids("led", len(batch))
         try:
-            with raw.cursor() as cursor, cursor.copy(
-                f"COPY ledger_entries ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
-            ) as copy:
-                for entry, key in rows:
-                    copy.write_row(_row_values(entry, key))
+            with _driver_connection().cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
+                for draft, entry_id in zip(batch, ids, strict=True):
+                    entry = _chain(ledger, _normalise_draft(draft), entry_id, now)
+                    copy.write_row(_row_values(entry, draft.idempotency_key))
         except psycopg.Error as exc:
             db.session.rollback()
-            raise ChainRefused(exc.diag.message_primary or str(exc)) from exc
+            raise _translate(exc) from exc
+        except LedgerError:
+            db.session.rollback()
+            raise
         db.session.commit()
-        written += len(rows)
+        written += len(batch)
         if progress is not None:
-            progress(len(rows))
+            progress(len(batch))
     return written
 
 
@@ -839,9 +848,7 @@ def _stream(query: str, params: Sequence[Any], chunk_size: int) -> Iterator[tupl
 
     Runs inside the session's transaction, which the session opens on first use.
     """
-    raw = db.session.connection().connection.driver_connection
-    assert isinstance(raw, psycopg.Connection)
-    with raw.cursor(name=new_id("ses")) as cursor:
+    with _driver_connection().cursor(name=new_id("ses")) as cursor:
         cursor.itersize = chunk_size
         cursor.execute(query, params)
         yield from cursor
@@ -868,45 +875,50 @@ def verify_chain(
     """
     head = get_head(organisation_id)
     query = (
-        f"SELECT {_columns('e')}, h.sequence, h.entry_hash FROM ledger_heads h"  # noqa: S608
-        " LEFT JOIN ledger_entries e ON e.organisation_id = h.organisation_id"
+        "SELECT h.sequence, h.entry_hash, e.sequence, e.entry_id, e.timestamp, e.type,"
+        " e.amount, e.currency, e.metadata, e.prev_entry_hash, e.entry_hash"
+        " FROM ledger_heads h LEFT JOIN ledger_entries e ON e.organisation_id = h.organisation_id"
         " WHERE h.organisation_id = %s ORDER BY e.sequence"
     )
     expected_sequence = 1
     previous_hash: str | None = None
     count = 0
     step = 10_000
+    entry_hash_of = compute_entry_hash  # a local name: this loop runs a million times
 
-    def result(error: str | None = None, entry: Entry | None = None,
+    def result(error: str | None = None, entry: tuple[Any, ...] | None = None,
                detail: str | None = None) -> ChainVerification:
         if progress is not None and count % step:
             progress(count % step)
         return ChainVerification(
             organisation_id, error is None, count, head.sequence, head.entry_hash, error,
-            entry.entry_id if entry else None, entry.sequence if entry else None, detail,
+            entry[3] if entry else None, entry[2] if entry else None, detail,
         )
 
-    for row in _stream(query, (organisation_id,), 5_000):
-        head = Head(organisation_id, row[11], row[12], head.timestamp)
-        if row[0] is None:
+    for row in _stream(query, (organisation_id,), 2_000):
+        (head_sequence, head_hash, sequence, entry_id, timestamp, entry_type, amount,
+         currency, metadata, prev_hash, stored_hash) = row
+        if sequence is None:
             break  # an empty ledger: the join gave the head alone
-        entry = Entry(*row[:11])
-        if entry.sequence > head.sequence:
-            return result("head_mismatch", entry,
-                          f"entry {entry.sequence} lies beyond the head ({head.sequence}): "
+        if count == 0:
+            head = Head(organisation_id, head_sequence, head_hash, head.timestamp)
+        if sequence > head_sequence:
+            return result("head_mismatch", row,
+                          f"entry {sequence} lies beyond the head ({head_sequence}): "
                           "it was not appended through the ledger")
-        if entry.sequence != expected_sequence:
-            return result("sequence_gap", entry,
-                          f"expected sequence {expected_sequence}, found {entry.sequence}")
-        if entry.prev_entry_hash != previous_hash:
-            return result("chain_link_broken", entry,
-                          f"prev_entry_hash is {entry.prev_entry_hash} but the previous "
+        if sequence != expected_sequence:
+            return result("sequence_gap", row,
+                          f"expected sequence {expected_sequence}, found {sequence}")
+        if prev_hash != previous_hash:
+            return result("chain_link_broken", row,
+                          f"prev_entry_hash is {prev_hash} but the previous "
                           f"entry's hash is {previous_hash}")
-        computed = entry.computed_hash()
-        if computed != entry.entry_hash:
-            return result("hash_mismatch", entry,
-                          f"stored hash {entry.entry_hash}, recomputed {computed}")
-        previous_hash = entry.entry_hash
+        computed = entry_hash_of(entry_id, timestamp, organisation_id, entry_type, amount,
+                                 currency, metadata, prev_hash)
+        if computed != stored_hash:
+            return result("hash_mismatch", row,
+                          f"stored hash {stored_hash}, recomputed {computed}")
+        previous_hash = stored_hash
         expected_sequence += 1
         count += 1
         if progress is not None and count % step == 0:

@@ -174,17 +174,17 @@ class TestDatabaseGuards:
         assert sqlstate_of(info) == "AL001"
         assert ledger.verify_chain(org.id).entry_count == 2
 
-    @pytest.mark.parametrize("table", ["ledger_entries", "ledger_heads", "ledger_totals",
-                                       "ledger_balances"])
+    @pytest.mark.parametrize("table", ["ledger_entries", "ledger_heads", "ledger_totals"])
     def test_truncate_is_refused(self, table: str) -> None:
         assert sqlstate_of(refused(f"TRUNCATE {table} CASCADE")) == "AL001"
 
     @pytest.mark.parametrize("statement", [
         "UPDATE ledger_heads SET sequence = 0 WHERE organisation_id = :o",
         "DELETE FROM ledger_heads WHERE organisation_id = :o",
-        "UPDATE ledger_balances SET balance = 1 WHERE organisation_id = :o",
+        "UPDATE ledger_heads SET balances = '{}' WHERE organisation_id = :o",
         "UPDATE ledger_totals SET amount = 1 WHERE organisation_id = :o",
-        "INSERT INTO ledger_balances (organisation_id, currency, balance) VALUES (:o, 'JPY', 9)",
+        "INSERT INTO ledger_totals (organisation_id, currency, entry_type, category, fund_id,"
+        " visibility, entry_count, amount) VALUES (:o, 'JPY', 'fee', '', '', 'public_full', 1, -9)",
     ])
     def test_derived_tables_are_written_by_the_ledger_only(
         self, create_org: Callable[..., Organisation], statement: str
