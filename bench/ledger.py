@@ -100,7 +100,7 @@ def _run_writers(target: Any, database_url: str, redis_url: str, orgs: list[str]
             raise RuntimeError(f"a writer failed with exit code {process.exitcode}")
     began = min(span[0] for span in spans)
     ended = max(span[1] for span in spans)
-    return sum(span[2] for span in spans) / (ended - began)
+    return float(sum(span[2] for span in spans) / (ended - began))
 
 
 def appends(results: Results, database_url: str, redis_url: str, *, quick: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask
 
 from portal import embedded
-from portal.config import load_settings, secret_key_for, sqlalchemy_url
+from portal.config import check_settings, load_settings, secret_key_for, sqlalchemy_url
 from portal.extensions import csrf, db, migrate, redis_store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +21,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings()
     if test_config:
         settings.update(test_config)
+    check_settings(settings)
     instance_path = Path(settings["INSTANCE_PATH"] or PROJECT_ROOT / "instance").resolve()
     app = Flask(
         __name__,
@@ -31,6 +32,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["TESTING"] = settings["PORTAL_ENV"] == "testing" or bool(settings.get("TESTING"))
     app.config["SECRET_KEY"] = secret_key_for(settings, instance_path)
+    app.config["SESSION_COOKIE_SECURE"] = settings["PORTAL_ENV"] == "production"
+    app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
     database_url = settings["DATABASE_URL"] or embedded.postgres_url(instance_path / "postgres")
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(database_url)

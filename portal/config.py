@@ -45,7 +45,8 @@ class Setting:
 SETTINGS: tuple[Setting, ...] = (
     Setting("PORTAL_ENV", "development",
             "`development`, `testing` or `production`. Production refuses to start "
-            "without `SECRET_KEY` and `DATABASE_URL` and marks cookies `Secure`."),
+            "without `SECRET_KEY`, `DATABASE_URL` and `REDIS_URL` and marks cookies "
+            "`Secure`."),
     Setting("SECRET_KEY", "",
             "Signs sessions and tokens. Empty in development: a random key is created "
             "once and kept in `instance/secret_key`. Required in production."),
@@ -56,12 +57,11 @@ SETTINGS: tuple[Setting, ...] = (
             "Redis URL (`redis://host:6379/0` or `unix:///path/redis.sock`). Empty: an "
             "embedded Redis server keeps its data in `instance/redis.db`."),
     Setting("STRIPE_SECRET_KEY", "",
-            "Stripe secret key (`sk_test_…`/`sk_live_…`). Empty: Stripe calls go to the "
-            "built-in Stripe API simulator and the UI says test mode."),
+            "Stripe secret key (`sk_test_…`/`sk_live_…`). Empty: no real Stripe account "
+            "is used and the portal runs in test mode."),
     Setting("STRIPE_PUBLISHABLE_KEY", "", "Stripe publishable key for the Payment Element."),
     Setting("STRIPE_WEBHOOK_SECRET", "",
-            "Signing secret of the Stripe webhook endpoint (`whsec_…`). Empty with the "
-            "simulator: one is generated per instance."),
+            "Signing secret of the Stripe webhook endpoint (`whsec_…`)."),
     Setting("PORTAL_NAME", "Amply",
             "The portal's name in pages, exports and checkpoint origins."),
     Setting("PUBLIC_BASE_URL", "http://127.0.0.1:5000",
@@ -80,6 +80,9 @@ SETTINGS: tuple[Setting, ...] = (
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
+ENVIRONMENTS = ("development", "testing", "production")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read every setting from ``environ`` (the process environment by default)."""
     source = os.environ if environ is None else environ
@@ -91,6 +94,21 @@ def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         except ValueError as exc:
             raise ConfigError(f"{setting.name}: {exc}") from exc
     return values
+
+
+def check_settings(values: Mapping[str, Any]) -> None:
+    """Refuse combinations that cannot work, with a message that says what to set."""
+    if values["PORTAL_ENV"] not in ENVIRONMENTS:
+        raise ConfigError(f"PORTAL_ENV must be one of {', '.join(ENVIRONMENTS)}, "
+                          f"not {values['PORTAL_ENV']!r}")
+    if values["PORTAL_ENV"] == "production":
+        missing = [name for name in ("SECRET_KEY", "DATABASE_URL", "REDIS_URL")
+                   if not values[name]]
+        if missing:
+            raise ConfigError(f"production needs {', '.join(missing)} to be set "
+                              "(embedded servers and generated keys are for development)")
+    if values["DATABASE_POOL_SIZE"] < 1:
+        raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
 
 
 def sqlalchemy_url(database_url: str) -> str:

