@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi
 
-.PHONY: run test lint bench clean-instance help
+.PHONY: run test lint bench help
 
 help:
 	@echo "make run    - install, migrate, load demo data (first time) and serve on http://$(HOST):$(PORT)"

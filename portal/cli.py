@@ -22,11 +22,18 @@ orgs_cli = AppGroup("orgs", help="Organisations.")
 ledger_cli = AppGroup("ledger", help="Verify and export organisations' ledgers.")
 
 
+class InputError(click.ClickException):
+    """Bad input: exit code 2, as for usage errors, so scripts can tell it from a broken
+    ledger (exit code 1)."""
+
+    exit_code = 2
+
+
 def _organisation(reference: str) -> Organisation:
     try:
         return organisations.find_organisation(reference)
     except DomainError as exc:
-        raise click.ClickException(str(exc)) from exc
+        raise InputError(str(exc)) from exc
 
 
 @orgs_cli.command("list")
@@ -68,7 +75,8 @@ def ledger_verify(organisation: str) -> None:
         click.echo(f"valid: {result.entry_count:,} entries, head {result.head_hash or '(empty)'}")
         return
     where = (f"entry {result.broken_entry_id} (sequence {result.broken_sequence})"
-             if result.broken_entry_id else f"sequence {result.broken_sequence}")
+             if result.broken_entry_id
+             else f"sequence {result.broken_sequence}, which is missing")
     click.echo(f"INVALID: {result.error} at {where}", err=True)
     click.echo(f"  {result.detail}", err=True)
     sys.exit(1)
@@ -83,27 +91,41 @@ def ledger_verify(organisation: str) -> None:
 def ledger_export_command(organisation: str, output: str, audience: str) -> None:
     """Write ORGANISATION's ledger as JSON (format: docs/ledger-spec.md)."""
     org = _organisation(organisation)
-    head = ledger.get_head(org.id)
     if output == "-":
         for chunk in ledger_export.export_chunks(org, audience):  # type: ignore[arg-type]
             sys.stdout.write(chunk)
         return
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
     # Write beside the target and rename, so a failed export never leaves half a file.
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream, click.progressbar(
-            length=head.sequence, label=f"Exporting {org.slug}", file=sys.stderr, show_pos=True
+            length=ledger.get_head(org.id).sequence, label=f"Exporting {org.slug}",
+            file=sys.stderr, show_pos=True,
         ) as bar:
+            def advance(count: int) -> None:
+                nonlocal written
+                written += count
+                bar.update(count)
+
             for chunk in ledger_export.export_chunks(org, audience,  # type: ignore[arg-type]
-                                                     progress=bar.update):
+                                                     progress=advance):
                 stream.write(chunk)
+        _readable_like_any_new_file(Path(temporary))
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    click.echo(f"wrote {head.sequence:,} entries ({audience}) to {target}")
+    click.echo(f"wrote {written:,} entries ({audience}) to {target}")
+
+
+def _readable_like_any_new_file(path: Path) -> None:
+    """mkstemp makes owner-only files; give the export the permissions the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 @click.command("demo-data")

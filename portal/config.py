@@ -62,17 +62,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("STRIPE_PUBLISHABLE_KEY", "", "Stripe publishable key for the Payment Element."),
     Setting("STRIPE_WEBHOOK_SECRET", "",
             "Signing secret of the Stripe webhook endpoint (`whsec_…`)."),
-    Setting("PORTAL_NAME", "Amply",
-            "The portal's name in pages, exports and checkpoint origins."),
+    Setting("PORTAL_NAME", "Amply", "The portal's name in pages and exports."),
     Setting("PUBLIC_BASE_URL", "http://127.0.0.1:5000",
             "The address the public reaches the portal at; used in exports, emails and "
             "verification instructions."),
     Setting("INSTANCE_PATH", "",
             "Folder for local state (embedded databases, uploads, keys). Empty: "
             "`instance/` beside the `portal` package."),
-    Setting("DATABASE_POOL_SIZE", "10", "Connections each app process keeps open.", _int),
+    Setting("DATABASE_POOL_SIZE", "10",
+            "Connections each app process keeps open; as many more may open under load.",
+            _int),
     Setting("LEDGER_MAX_AMOUNT", "99999999999999",
-            "Largest absolute amount of one entry, in minor units.", _int),
+            "Largest absolute amount of one entry, in minor units (at most 2^53 − 1, "
+            "the largest integer every JSON reader keeps exact).", _int),
     Setting("LOG_LEVEL", "INFO", "Python logging level of the app's own loggers."),
     Setting("SQL_ECHO", "false", "Log every SQL statement (development aid).", _bool),
 )
@@ -81,6 +83,7 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 ENVIRONMENTS = ("development", "testing", "production")
+MAX_EXACT_JSON_INTEGER = 2**53 - 1
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -109,6 +112,8 @@ def check_settings(values: Mapping[str, Any]) -> None:
                               "(embedded servers and generated keys are for development)")
     if values["DATABASE_POOL_SIZE"] < 1:
         raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
+    if not 0 < values["LEDGER_MAX_AMOUNT"] <= MAX_EXACT_JSON_INTEGER:
+        raise ConfigError(f"LEDGER_MAX_AMOUNT must be between 1 and {MAX_EXACT_JSON_INTEGER}")
 
 
 def sqlalchemy_url(database_url: str) -> str:

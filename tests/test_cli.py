@@ -67,7 +67,7 @@ def test_ledger_verify_fails_and_names_the_broken_entry(
 
 def test_unknown_organisation_is_a_clear_error(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["ledger", "verify", "no-such-org"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "no organisation 'no-such-org'" in result.output
     assert "Traceback" not in result.output
 
@@ -90,6 +90,7 @@ def test_ledger_export_writes_the_document(
     assert document["audience"] == audience
     assert ("Hidden Payee" in target.read_text()) == (audience == "auditor")
     assert not list(target.parent.glob(".ledger.json.*")), "temporary file left behind"
+    assert target.stat().st_mode & 0o044, "an export is meant to be shared"
 
 
 def test_ledger_export_to_standard_output(runner: FlaskCliRunner,

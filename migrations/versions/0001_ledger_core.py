@@ -31,8 +31,8 @@ def _is_hash(column: str) -> str:
 
 # ``timestamp ~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$'``
 IS_TIMESTAMP = "translate(timestamp, '123456789', '000000000') = '0000-00-00T00:00:00Z'"
-# ``entry_id ~ '^led_[0-9a-f]{24,40}$'``
-IS_ENTRY_ID = ("left(entry_id, 4) = 'led_' AND length(entry_id) BETWEEN 28 AND 44"
+# ``entry_id ~ '^led_[0-9a-f]{24,36}$'`` (the column holds 40 characters)
+IS_ENTRY_ID = ("left(entry_id, 4) = 'led_' AND length(entry_id) BETWEEN 28 AND 40"
                " AND ltrim(substr(entry_id, 5), '0123456789abcdef') = ''")
 # ``currency ~ '^[A-Z]{3}$'``
 IS_CURRENCY = "translate(currency, 'ABCDEFGHIJKLMNOPQRSTUVWXYZ', repeat('A', 26)) = 'AAA'"
@@ -181,6 +181,16 @@ def upgrade() -> None:
             " AND metadata ? 'old_category' AND metadata ? 'new_category')",
             name="ck_ledger_entries_recategorization",
         ),
+        # Entries that only make sense linked to another carry their links.
+        sa.CheckConstraint(
+            "type NOT IN ('transfer_in', 'transfer_out') OR (metadata ? 'transfer_ref'"
+            " AND metadata ? 'counterparty_organisation_id' AND metadata ? 'counterpart_entry_id')",
+            name="ck_ledger_entries_transfer_links",
+        ),
+        sa.CheckConstraint(
+            "type <> 'donation_reversed' OR metadata ? 'reverses'",
+            name="ck_ledger_entries_reversal_link",
+        ),
     )
     op.create_index(
         "uq_ledger_entries_idempotency", "ledger_entries", ["organisation_id", "idempotency_key"],
@@ -276,8 +286,6 @@ END;
 $$;
 """
 
-# One statement-level trigger checks and absorbs every INSERT, whether it carries
-# one entry or a bulk COPY of thousands: set-based checks cost the same per row.
 # One statement-level trigger checks and absorbs every INSERT, whether it carries
 # one entry or a bulk COPY of thousands: set-based checks cost the same per row.
 # Concurrent writers are serialised by the unique (organisation_id, sequence) index

@@ -45,6 +45,14 @@ MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 8
 MAX_SAFE_INTEGER = 2**53 - 1  # integers JSON readers everywhere agree on
 
+#: Types that only exist linked to another entry, written by the function named.
+LINKED_TYPES = {
+    "transfer_in": "record_transfer",
+    "transfer_out": "record_transfer",
+    "donation_reversed": "reverse_entry",
+    "expense_recategorized": "recategorize_expense",
+}
+
 #: What reversing an entry of each type appends. Types absent here cannot be reversed.
 REVERSAL_TYPES = {
     "donation_received": "donation_reversed",
@@ -150,7 +158,8 @@ class ChainVerification:
     entry_count: int
     head_sequence: int
     head_hash: str | None
-    #: One of ``hash_mismatch``, ``chain_link_broken``, ``sequence_gap``, ``head_mismatch``.
+    #: One of ``hash_mismatch``, ``chain_link_broken``, ``sequence_gap``,
+    #: ``balance_mismatch`` or ``head_mismatch``.
     error: str | None = None
     broken_entry_id: str | None = None
     broken_sequence: int | None = None
@@ -215,7 +224,12 @@ def _normalise_metadata(raw: Mapping[str, Any], *, allow_links: bool) -> dict[st
         raise InvalidEntry("metadata must be a JSON object", field="metadata")
     _check_json(raw, "metadata", 0)
     text = canonical_json(raw)
-    if len(text.encode()) > MAX_METADATA_BYTES:
+    try:
+        size = len(text.encode())
+    except UnicodeEncodeError as exc:
+        raise InvalidEntry("metadata holds text that is not valid Unicode",
+                           field="metadata") from exc
+    if size > MAX_METADATA_BYTES:
         raise InvalidEntry(f"metadata is larger than {MAX_METADATA_BYTES} bytes",
                            field="metadata")
     # A JSON round trip gives plain dicts and lists, and the exact value stored.
@@ -280,24 +294,12 @@ def _normalise_draft(draft: EntryDraft, *, allow_links: bool = False) -> EntryDr
             f"unknown entry type {draft.type!r}; expected one of {', '.join(ENTRY_TYPES)}",
             field="type",
         )
-    amount = draft.amount
-    if isinstance(amount, bool) or not isinstance(amount, int):
-        raise InvalidEntry("amount must be an integer number of minor units (cents)",
-                           field="amount")
-    sign = ENTRY_TYPES[draft.type]
-    if sign == 0:
-        if amount != 0:
-            raise InvalidEntry(f"a {draft.type} entry has amount 0", field="amount")
-    elif amount == 0:
-        raise InvalidEntry("amount must not be zero", field="amount")
-    elif sign is not None and (amount > 0) != (sign > 0):
-        direction = "positive (money in)" if sign > 0 else "negative (money out)"
-        raise InvalidEntry(f"a {draft.type} entry must have a {direction} amount",
-                           field="amount")
-    limit = int(current_app.config["LEDGER_MAX_AMOUNT"])
-    if abs(amount) > limit:
-        raise InvalidEntry(f"amount is outside the allowed range (at most {limit:,} minor units)",
-                           field="amount")
+    if not allow_links and draft.type in LINKED_TYPES:
+        raise InvalidEntry(
+            f"a {draft.type} entry is linked to another entry; it is written by "
+            f"{LINKED_TYPES[draft.type]}", field="type",
+        )
+    _check_amount(draft.type, draft.amount)
     if not isinstance(draft.currency, str) or not is_known_currency(draft.currency.upper()):
         raise InvalidEntry(f"unknown currency {draft.currency!r}; use an ISO 4217 code",
                            field="currency")
@@ -313,8 +315,30 @@ def _normalise_draft(draft: EntryDraft, *, allow_links: bool = False) -> EntryDr
             parse_timestamp(draft.timestamp)
         except ValueError as exc:
             raise InvalidEntry(str(exc), field="timestamp") from exc
-    return EntryDraft(draft.type, amount, draft.currency.upper(), metadata, key,
+    return EntryDraft(draft.type, draft.amount, draft.currency.upper(), metadata, key,
                       draft.timestamp)
+
+
+def _check_amount(entry_type: str, amount: object) -> None:
+    """The sign rules of docs/ledger-spec.md, and the configured range."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidEntry("amount must be an integer number of minor units (cents)",
+                           field="amount")
+    sign = ENTRY_TYPES[entry_type]
+    if sign == 0:
+        if amount != 0:
+            raise InvalidEntry(f"a {entry_type} entry has amount 0", field="amount")
+        return
+    if amount == 0:
+        raise InvalidEntry("amount must not be zero", field="amount")
+    if sign is not None and (amount > 0) != (sign > 0):
+        direction = "positive (money in)" if sign > 0 else "negative (money out)"
+        raise InvalidEntry(f"a {entry_type} entry must have a {direction} amount",
+                           field="amount")
+    limit = int(current_app.config["LEDGER_MAX_AMOUNT"])
+    if abs(amount) > limit:
+        raise InvalidEntry(f"amount is outside the allowed range (at most {limit:,} minor units)",
+                           field="amount")
 
 
 # --------------------------------------------------------------------------- reading
@@ -457,6 +481,8 @@ def _lock(
 def _chain(ledger: _LockedLedger, draft: EntryDraft, entry_id: str, now: str) -> Entry:
     """Give ``draft`` its place after the ledger's head; advance the head in memory."""
     timestamp = draft.timestamp or now
+    if timestamp > now:
+        raise InvalidEntry(f"timestamp {timestamp} is in the future", field="timestamp")
     if ledger.timestamp is not None and timestamp < ledger.timestamp:
         if draft.timestamp is not None:
             raise InvalidEntry(
@@ -652,16 +678,34 @@ def _reversal_of(original: Entry) -> str | None:
     ).scalar_one_or_none()
 
 
+def _replayed(organisation_id: str, key: str | None, link: str, target: str) -> Entry | None:
+    """The correction written before under ``key``, if this call repeats it.
+
+    Checked before anything else, so a retry gets its first answer even though the
+    state it was checked against has since changed (the entry is now reversed).
+    """
+    if key is None:
+        return None
+    previous = _existing_for_keys(organisation_id, [key]).get(key)
+    if previous is None:
+        return None
+    if previous.metadata.get(link) != target:
+        raise IdempotencyConflict(
+            f"idempotency key {key!r} was already used for a different entry "
+            f"({previous.entry_id})", field="idempotency_key",
+        )
+    return previous
+
+
 def reverse_entry(
     organisation_id: str, entry_id: str, reason: str, *, idempotency_key: str | None = None
 ) -> Entry:
     """Append the opposite of an entry, linked to it. An entry can be reversed once."""
     _lock([organisation_id])
+    replayed = _replayed(organisation_id, idempotency_key, "reverses", entry_id)
+    if replayed is not None:
+        return replayed
     original = get_entry(organisation_id, entry_id)
-    if idempotency_key is not None:
-        previous = _existing_for_keys(organisation_id, [idempotency_key]).get(idempotency_key)
-        if previous is not None and previous.metadata.get("reverses") == entry_id:
-            return previous
     if original.type not in REVERSAL_TYPES:
         why = NOT_REVERSIBLE_BECAUSE.get(original.type, "this kind of entry is not reversible")
         raise NotReversible(f"a {original.type} entry cannot be reversed: {why}")
@@ -697,6 +741,9 @@ def recategorize_expense(
 ) -> Entry:
     """Move an expense to another category by appending an ``expense_recategorized`` entry."""
     _lock([organisation_id])
+    replayed = _replayed(organisation_id, idempotency_key, "refers_to", entry_id)
+    if replayed is not None:
+        return replayed
     original = get_entry(organisation_id, entry_id)
     if original.type != "expense":
         raise InvalidEntry(f"only expenses can be recategorized, not a {original.type} entry",
@@ -843,7 +890,9 @@ def _batches(items: Iterable[EntryDraft], size: int) -> Iterator[list[EntryDraft
 # --------------------------------------------------------------------------- verifying
 
 
-def _stream(query: str, params: Sequence[Any], chunk_size: int) -> Iterator[tuple[Any, ...]]:
+def _stream(
+    query: str, params: Sequence[Any] | Mapping[str, Any], chunk_size: int
+) -> Iterator[tuple[Any, ...]]:
     """Rows of ``query`` through a server-side cursor: flat memory however many there are.
 
     Runs inside the session's transaction, which the session opens on first use.
@@ -868,66 +917,63 @@ def iter_entries(
 def verify_chain(
     organisation_id: str, *, progress: Callable[[int], None] | None = None
 ) -> ChainVerification:
-    """Recompute every hash and link of the ledger; name the first entry that is wrong.
+    """Recompute every hash, link and running balance; name the first entry that is wrong.
 
-    The head and the entries are read in one statement, hence one snapshot: entries
-    appended meanwhile are not half-seen, and rows beyond the head are noticed.
+    The head is read in the same statement as the entries (one snapshot), so entries
+    appended meanwhile are not half-seen and rows beyond the head are noticed.
     """
     head = get_head(organisation_id)
     query = (
-        "SELECT h.sequence, h.entry_hash, e.sequence, e.entry_id, e.timestamp, e.type,"
-        " e.amount, e.currency, e.metadata, e.prev_entry_hash, e.entry_hash"
-        " FROM ledger_heads h LEFT JOIN ledger_entries e ON e.organisation_id = h.organisation_id"
-        " WHERE h.organisation_id = %s ORDER BY e.sequence"
+        "SELECT (SELECT h.sequence FROM ledger_heads h WHERE h.organisation_id = %(org)s),"
+        " (SELECT h.entry_hash FROM ledger_heads h WHERE h.organisation_id = %(org)s),"
+        " e.sequence, e.entry_id, e.timestamp, e.type, e.amount, e.currency, e.metadata,"
+        " e.prev_entry_hash, e.entry_hash, e.balance_after"
+        " FROM ledger_entries e WHERE e.organisation_id = %(org)s ORDER BY e.sequence"
     )
-    expected_sequence = 1
     previous_hash: str | None = None
+    balances: dict[str, int] = {}
     count = 0
     step = 10_000
+    problem: tuple[str, str] | None = None
+    broken: tuple[Any, ...] | None = None
     entry_hash_of = compute_entry_hash  # a local name: this loop runs a million times
-
-    def result(error: str | None = None, entry: tuple[Any, ...] | None = None,
-               detail: str | None = None) -> ChainVerification:
-        if progress is not None and count % step:
-            progress(count % step)
-        return ChainVerification(
-            organisation_id, error is None, count, head.sequence, head.entry_hash, error,
-            entry[3] if entry else None, entry[2] if entry else None, detail,
-        )
-
-    for row in _stream(query, (organisation_id,), 2_000):
+    for row in _stream(query, {"org": organisation_id}, 2_000):
         (head_sequence, head_hash, sequence, entry_id, timestamp, entry_type, amount,
-         currency, metadata, prev_hash, stored_hash) = row
-        if sequence is None:
-            break  # an empty ledger: the join gave the head alone
+         currency, metadata, prev_hash, stored_hash, balance_after) = row
         if count == 0:
             head = Head(organisation_id, head_sequence, head_hash, head.timestamp)
+        balance = balances.get(currency, 0) + amount
         if sequence > head_sequence:
-            return result("head_mismatch", row,
-                          f"entry {sequence} lies beyond the head ({head_sequence}): "
-                          "it was not appended through the ledger")
-        if sequence != expected_sequence:
-            return result("sequence_gap", row,
-                          f"expected sequence {expected_sequence}, found {sequence}")
-        if prev_hash != previous_hash:
-            return result("chain_link_broken", row,
-                          f"prev_entry_hash is {prev_hash} but the previous "
-                          f"entry's hash is {previous_hash}")
-        computed = entry_hash_of(entry_id, timestamp, organisation_id, entry_type, amount,
-                                 currency, metadata, prev_hash)
-        if computed != stored_hash:
-            return result("hash_mismatch", row,
-                          f"stored hash {stored_hash}, recomputed {computed}")
+            problem = ("head_mismatch", f"entry {sequence} lies beyond the head "
+                       f"({head_sequence}): it was not appended through the ledger")
+        elif sequence != count + 1:
+            problem = ("sequence_gap", f"expected sequence {count + 1}, found {sequence}")
+        elif prev_hash != previous_hash:
+            problem = ("chain_link_broken", f"prev_entry_hash is {prev_hash} but the "
+                       f"previous entry's hash is {previous_hash}")
+        elif (computed := entry_hash_of(entry_id, timestamp, organisation_id, entry_type,
+                                        amount, currency, metadata, prev_hash)) != stored_hash:
+            problem = ("hash_mismatch", f"stored hash {stored_hash}, recomputed {computed}")
+        elif balance != balance_after:
+            problem = ("balance_mismatch", f"balance_after is {balance_after} but the entries "
+                       f"add up to {balance} {currency}")
+        if problem is not None:
+            broken = row
+            break
+        balances[currency] = balance
         previous_hash = stored_hash
-        expected_sequence += 1
         count += 1
         if progress is not None and count % step == 0:
             progress(step)
-    if count != head.sequence or previous_hash != head.entry_hash:
-        return result(
-            "head_mismatch", None,
-            f"the ledger's head says {head.sequence} entries ending in {head.entry_hash}, "
-            f"but the entries end at sequence {count} with {previous_hash}: "
-            "entries were removed",
-        )
-    return result()
+    if progress is not None and count % step:
+        progress(count % step)
+    if problem is None and (count != head.sequence or previous_hash != head.entry_hash):
+        problem = ("head_mismatch", f"the ledger's head says {head.sequence} entries ending in "
+                   f"{head.entry_hash}, but the entries end at sequence {count} with "
+                   f"{previous_hash}: entries were removed")
+    if problem is None:
+        return ChainVerification(organisation_id, True, count, head.sequence, head.entry_hash)
+    error, detail = problem
+    entry_id_at, sequence_at = (broken[3], broken[2]) if broken else (None, count + 1)
+    return ChainVerification(organisation_id, False, count, head.sequence, head.entry_hash,
+                             error, entry_id_at, sequence_at, detail)

@@ -79,6 +79,7 @@ def export_chunks(
     yield opening[:-1] + ',"entries":[\n'
     now = ledger.utc_timestamp()
     first = True
+    count = 0
     for count, entry in enumerate(
         ledger.iter_entries(organisation.id, up_to_sequence=head.sequence), start=1
     ):
@@ -88,6 +89,6 @@ def export_chunks(
         first = False
         if progress is not None and count % 1000 == 0:
             progress(1000)
-    if progress is not None and head.sequence % 1000:
-        progress(head.sequence % 1000)
+    if progress is not None and count % 1000:
+        progress(count % 1000)
     yield "\n]}\n"

@@ -275,6 +275,32 @@ def test_recategorize_an_expense(create_org: Callable[..., Organisation]) -> Non
         ledger.recategorize_expense(org.id, expense.entry_id, "programs")
 
 
+def test_a_retried_recategorization_returns_the_first(
+    create_org: Callable[..., Organisation],
+) -> None:
+    org = create_org()
+    expense = spend(org, 900, category="travel")
+    first = ledger.recategorize_expense(org.id, expense.entry_id, "training",
+                                        idempotency_key="recat-1")
+    again = ledger.recategorize_expense(org.id, expense.entry_id, "training",
+                                        idempotency_key="recat-1")
+    assert again == first
+    other = spend(org, 100, category="rent")
+    with pytest.raises(IdempotencyConflict):
+        ledger.recategorize_expense(org.id, other.entry_id, "training",
+                                    idempotency_key="recat-1")
+    assert entry_count(org.id) == 3
+
+
+def test_a_retried_reversal_returns_the_first(create_org: Callable[..., Organisation]) -> None:
+    org = create_org()
+    gift = donate(org)
+    first = ledger.reverse_entry(org.id, gift.entry_id, "duplicate", idempotency_key="rev-1")
+    again = ledger.reverse_entry(org.id, gift.entry_id, "duplicate", idempotency_key="rev-1")
+    assert again == first
+    assert entry_count(org.id) == 2
+
+
 def test_only_expenses_are_recategorized(create_org: Callable[..., Organisation]) -> None:
     org = create_org()
     gift = donate(org)
@@ -358,11 +384,12 @@ def test_a_refused_row_takes_its_whole_statement_with_it(
     """Both sides of a transfer go in one INSERT: if the database refuses one, none stays."""
     giver, receiver = create_org(), create_org()
     good = ledger._chain(ledger._lock([giver.id])[giver.id],
-                         ledger._normalise_draft(EntryDraft("transfer_out", -5, "EUR")),
+                         ledger._normalise_draft(EntryDraft("expense", -5, "EUR")),
                          new_id("led"), ledger.utc_timestamp())
     bad_ledger = ledger._lock([receiver.id])[receiver.id]
     bad_ledger.sequence = 41  # pretend the head is elsewhere: the database must refuse
-    bad = ledger._chain(bad_ledger, ledger._normalise_draft(EntryDraft("transfer_in", 5, "EUR")),
+    bad = ledger._chain(bad_ledger,
+                        ledger._normalise_draft(EntryDraft("donation_received", 5, "EUR")),
                         new_id("led"), ledger.utc_timestamp())
     with pytest.raises(ledger.ChainRefused, match="sequence"), db.session.begin_nested():
         ledger._insert([(good, None), (bad, None)])
@@ -395,8 +422,11 @@ BAD_APPENDS: list[tuple[str, dict[str, Any], str]] = [
     ("refund with a positive amount", {"entry_type": "refund_issued", "amount": 5}, "negative"),
     ("dispute won negative", {"entry_type": "dispute_won", "amount": -5}, "positive"),
     ("zero amount", {"amount": 0}, "must not be zero"),
-    ("recategorization with money", {"entry_type": "expense_recategorized", "amount": 5},
-     "amount 0"),
+    ("recategorization appended directly", {"entry_type": "expense_recategorized",
+                                            "amount": 0}, "recategorize_expense"),
+    ("transfer appended directly", {"entry_type": "transfer_out"}, "record_transfer"),
+    ("reversal appended directly", {"entry_type": "donation_reversed"}, "reverse_entry"),
+    ("lone surrogate", {"metadata": {"payee": "bad \ud800 text"}}, "not valid Unicode"),
     ("amount out of range", {"amount": -(10**15)}, "outside the allowed range"),
     ("float amount", {"amount": 10.5}, "integer"),
     ("boolean amount", {"amount": True}, "integer"),
@@ -484,21 +514,29 @@ def test_entries_of_another_organisation_are_not_found(
 
 def test_bulk_load_chains_like_appends(create_org: Callable[..., Organisation]) -> None:
     org = create_org()
-    donate(org, 100)
     drafts = [EntryDraft("donation_received", 100 + i, "EUR", {"n": i},
-                         timestamp=f"2099-01-01T00:00:{i:02d}Z") for i in range(25)]
+                         timestamp=f"2026-01-01T00:00:{i:02d}Z") for i in range(25)]
     steps: list[int] = []
     assert ledger.bulk_load(org.id, drafts, batch_size=10, progress=steps.append) == 25
     assert steps == [10, 10, 5]
+    donate(org, 100)  # a live append after the import carries on from it
     assert ledger.verify_chain(org.id).entry_count == 26
     assert ledger.balances(org.id) == {"EUR": 100 + sum(100 + i for i in range(25))}
     assert stored_totals(org.id) == expected_totals(org.id)
 
 
+def test_bulk_load_refuses_the_future(create_org: Callable[..., Organisation]) -> None:
+    org = create_org()
+    with pytest.raises(InvalidEntry, match="in the future"):
+        ledger.bulk_load(org.id, [EntryDraft("donation_received", 100, "EUR",
+                                             timestamp="2999-01-01T00:00:00Z")])
+    assert entry_count(org.id) == 0
+
+
 def test_bulk_load_refuses_time_travel(create_org: Callable[..., Organisation]) -> None:
     org = create_org()
-    drafts = [EntryDraft("donation_received", 100, "EUR", timestamp="2099-01-02T00:00:00Z"),
-              EntryDraft("donation_received", 100, "EUR", timestamp="2099-01-01T00:00:00Z")]
+    drafts = [EntryDraft("donation_received", 100, "EUR", timestamp="2026-01-02T00:00:00Z"),
+              EntryDraft("donation_received", 100, "EUR", timestamp="2026-01-01T00:00:00Z")]
     with pytest.raises(InvalidEntry, match="earlier than"):
         ledger.bulk_load(org.id, drafts)
     assert entry_count(org.id) == 0

@@ -102,7 +102,21 @@ class TestTamperDetection:
                                {"e": entries[-1].entry_id})
         result = ledger.verify_chain(org.id)
         assert (result.valid, result.error, result.entry_count) == (False, "head_mismatch", 5)
+        assert (result.broken_entry_id, result.broken_sequence) == (None, 6)
         assert "removed" in (result.detail or "")
+
+    def test_an_edited_running_balance_is_named(
+        self, create_org: Callable[..., Organisation]
+    ) -> None:
+        org = create_org()
+        entries = build_ledger(org)
+        with triggers_disabled():
+            db.session.execute(sa.text(
+                "UPDATE ledger_entries SET balance_after = balance_after + 1 WHERE entry_id = :e"),
+                {"e": entries[4].entry_id})
+        result = ledger.verify_chain(org.id)
+        assert (result.valid, result.error, result.broken_entry_id) == (
+            False, "balance_mismatch", entries[4].entry_id)
 
     def test_a_rewritten_entry_breaks_the_next_link(
         self, create_org: Callable[..., Organisation]
@@ -117,7 +131,8 @@ class TestTamperDetection:
         )
         with triggers_disabled():
             db.session.execute(sa.text(
-                "UPDATE ledger_entries SET amount = -1, entry_hash = :h WHERE entry_id = :e"),
+                "UPDATE ledger_entries SET amount = -1, entry_hash = :h,"
+                " balance_after = balance_after - amount - 1 WHERE entry_id = :e"),
                 {"h": forged_hash, "e": target.entry_id})
         result = ledger.verify_chain(org.id)
         assert (result.valid, result.error) == (False, "chain_link_broken")
@@ -251,6 +266,21 @@ class TestDatabaseGuards:
              "bal": balance - 5})
         assert ledger.get_head(org.id).sequence == 4
         assert ledger.verify_chain(org.id).valid
+
+    @pytest.mark.parametrize(("entry_type", "amount"), [
+        ("transfer_out", -5), ("transfer_in", 5), ("donation_reversed", -5)])
+    def test_linked_types_need_their_links(
+        self, create_org: Callable[..., Organisation], entry_type: str, amount: int
+    ) -> None:
+        org = create_org()
+        info = refused(
+            "INSERT INTO ledger_entries (entry_id, organisation_id, sequence, timestamp, type,"
+            " amount, currency, metadata, prev_entry_hash, entry_hash, balance_after)"
+            " VALUES (:id, :org, 1, '2026-01-01T00:00:00Z', :type, :amount, 'EUR', '{}', NULL,"
+            " :hash, :amount)",
+            {"id": "led_" + "e" * 24, "org": org.id, "type": entry_type, "amount": amount,
+             "hash": "sha256:" + "2" * 64})
+        assert sqlstate_of(info) == "23514"
 
     def test_an_entry_of_an_unknown_organisation_is_refused(self) -> None:
         info = refused(
