@@ -145,6 +145,10 @@ def upgrade() -> None:
         sa.Column("prev_entry_hash", sa.String(80)),
         sa.Column("entry_hash", sa.String(80), nullable=False),
         sa.Column("balance_after", sa.BigInteger, nullable=False),
+        # The part of balance_after that is never disclosed entry by entry: the sum of
+        # public_aggregated and internal_only amounts so far, in this currency. Public
+        # running balances subtract it, so no hidden amount shows by difference.
+        sa.Column("withheld_after", sa.BigInteger, nullable=False, server_default="0"),
         sa.Column("idempotency_key", sa.String(200)),
         sa.UniqueConstraint("organisation_id", "sequence",
                             name="uq_ledger_entries_organisation_id_sequence"),
@@ -217,6 +221,8 @@ def upgrade() -> None:
         sa.Column("timestamp", sa.String(20)),
         # Balance per currency after the head entry, e.g. {"EUR": 51300}.
         sa.Column("balances", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
+        # The withheld part of each balance (see ledger_entries.withheld_after).
+        sa.Column("withheld", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb")),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False,
                   server_default=sa.func.now()),
     )
@@ -312,11 +318,15 @@ BEGIN
                         WHEN o.balance_after <> o.expected_balance
                             THEN format('balance_after %s should be %s',
                                         o.balance_after, o.expected_balance)
+                        WHEN o.withheld_after <> o.expected_withheld
+                            THEN format('withheld_after %s should be %s',
+                                        o.withheld_after, o.expected_withheld)
                    END AS problem,
                    bool_or(o.metadata ? 'reverses') OVER () AS has_reversals,
                    bool_or(o.type = 'expense_recategorized') OVER () AS has_recategorizations
               FROM (SELECT n.entry_id, n.organisation_id, n.sequence, n.prev_entry_hash,
-                           n.timestamp, n.balance_after, n.type, n.metadata,
+                           n.timestamp, n.balance_after, n.withheld_after, n.type,
+                           n.metadata,
                            h.sequence AS head_sequence,
                            row_number() OVER w AS rn,
                            CASE WHEN row_number() OVER w = 1 THEN h.entry_hash
@@ -324,7 +334,12 @@ BEGIN
                            CASE WHEN row_number() OVER w = 1 THEN h.timestamp
                                 ELSE lag(n.timestamp) OVER w END AS expected_min_timestamp,
                            COALESCE((h.balances->>n.currency)::bigint, 0)
-                               + sum(n.amount) OVER wc AS expected_balance
+                               + sum(n.amount) OVER wc AS expected_balance,
+                           COALESCE((h.withheld->>n.currency)::bigint, 0)
+                               + sum(CASE WHEN n.metadata->>'visibility'
+                                               IN ('public_aggregated', 'internal_only')
+                                          THEN n.amount ELSE 0 END) OVER wc
+                               AS expected_withheld
                       FROM new_entries n
                       LEFT JOIN ledger_heads h ON h.organisation_id = n.organisation_id
                     WINDOW w AS (PARTITION BY n.organisation_id ORDER BY n.sequence),
@@ -375,12 +390,14 @@ BEGIN
     UPDATE ledger_heads h
        SET sequence = last.sequence, entry_hash = last.entry_hash,
            timestamp = last.timestamp, balances = h.balances || moved.balances,
+           withheld = h.withheld || moved.withheld,
            updated_at = now()
       FROM (SELECT DISTINCT ON (organisation_id) organisation_id, sequence, entry_hash, timestamp
               FROM new_entries ORDER BY organisation_id, sequence DESC) last
-      JOIN (SELECT organisation_id, jsonb_object_agg(currency, balance_after) AS balances
+      JOIN (SELECT organisation_id, jsonb_object_agg(currency, balance_after) AS balances,
+                   jsonb_object_agg(currency, withheld_after) AS withheld
               FROM (SELECT DISTINCT ON (organisation_id, currency)
-                           organisation_id, currency, balance_after
+                           organisation_id, currency, balance_after, withheld_after
                       FROM new_entries ORDER BY organisation_id, currency, sequence DESC) b
              GROUP BY organisation_id) moved ON moved.organisation_id = last.organisation_id
      WHERE h.organisation_id = last.organisation_id;

@@ -4,6 +4,7 @@ from portal.extensions import Base
 from portal.models.ledger import (
     ENTRY_TYPES,
     VISIBILITY_LEVELS,
+    WITHHELD_LEVELS,
     LedgerEntry,
     LedgerHead,
     LedgerTotal,
@@ -22,6 +23,7 @@ __all__ = [
     "ORGANISATION_STATUSES",
     "ROLES",
     "VISIBILITY_LEVELS",
+    "WITHHELD_LEVELS",
     "Base",
     "Fund",
     "LedgerEntry",

@@ -32,6 +32,8 @@ ENTRY_TYPES: dict[str, int | None] = {
 }
 
 VISIBILITY_LEVELS = ("public_full", "public_aggregated", "delayed_public", "internal_only")
+#: Levels whose amounts are never shown entry by entry (only in aggregate).
+WITHHELD_LEVELS = frozenset({"public_aggregated", "internal_only"})
 
 
 class LedgerEntry(Base):
@@ -50,6 +52,7 @@ class LedgerEntry(Base):
     prev_entry_hash: Mapped[str | None] = mapped_column(sa.String(80))
     entry_hash: Mapped[str] = mapped_column(sa.String(80))
     balance_after: Mapped[int] = mapped_column(sa.BigInteger)
+    withheld_after: Mapped[int] = mapped_column(sa.BigInteger, server_default="0")
     idempotency_key: Mapped[str | None] = mapped_column(sa.String(200))
 
     __table_args__ = (
@@ -58,6 +61,9 @@ class LedgerEntry(Base):
             "uq_ledger_entries_idempotency", "organisation_id", "idempotency_key",
             unique=True, postgresql_where=sa.text("idempotency_key IS NOT NULL"),
         ),
+        # Browsing indexes; the expression and partial ones live in migration 0002.
+        sa.Index("ix_ledger_entries_type", "organisation_id", "type", "sequence"),
+        sa.Index("ix_ledger_entries_timestamp", "organisation_id", "timestamp", "sequence"),
     )
 
     @property
@@ -76,6 +82,8 @@ class LedgerHead(Base):
     timestamp: Mapped[str | None] = mapped_column(sa.String(20))
     #: Balance per currency after the head entry, e.g. ``{"EUR": 51300}``.
     balances: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
+    #: The withheld part of each balance (see ``LedgerEntry.withheld_after``).
+    withheld: Mapped[dict[str, int]] = mapped_column(JSONB, default=dict)
     updated_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
     )

@@ -25,7 +25,7 @@ from flask import current_app
 from amply_verify.hashing import canonical_json, compute_entry_hash
 from portal.extensions import db
 from portal.ids import new_id, new_ids
-from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, LedgerEntry
+from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, WITHHELD_LEVELS, LedgerEntry
 from portal.money import is_known_currency
 from portal.services.errors import Conflict, DomainError, NotFound
 
@@ -131,6 +131,8 @@ class Entry:
     prev_entry_hash: str | None
     entry_hash: str
     balance_after: int
+    #: The part of balance_after never disclosed entry by entry (aggregated, internal).
+    withheld_after: int = 0
 
     @property
     def visibility(self) -> str:
@@ -347,7 +349,7 @@ def _check_amount(entry_type: str, amount: object) -> None:
 # Column order matches ``Entry``'s fields, so a row builds an Entry positionally.
 _ENTRY_FIELDS = (
     "entry_id", "organisation_id", "sequence", "timestamp", "type", "amount", "currency",
-    "metadata", "prev_entry_hash", "entry_hash", "balance_after",
+    "metadata", "prev_entry_hash", "entry_hash", "balance_after", "withheld_after",
 )
 
 
@@ -367,7 +369,7 @@ def _entry_from_model(model: LedgerEntry) -> Entry:
     return Entry(
         model.entry_id, model.organisation_id, model.sequence, model.timestamp, model.type,
         model.amount, model.currency, model.meta, model.prev_entry_hash, model.entry_hash,
-        model.balance_after,
+        model.balance_after, model.withheld_after,
     )
 
 
@@ -416,6 +418,7 @@ class _LockedLedger:
     entry_hash: str | None
     timestamp: str | None
     balances: dict[str, int]
+    withheld: dict[str, int]
 
 
 def _driver_connection() -> psycopg.Connection[Any]:
@@ -458,7 +461,8 @@ def _learn_funds(organisation_ids: Iterable[str], fund_ids: Iterable[str]) -> No
 # The head row holds everything an append needs. When the lock had to wait,
 # PostgreSQL re-reads the row at its latest version, so what comes back is current.
 _LOCK_SQL = (
-    "SELECT organisation_id, sequence, entry_hash, timestamp, balances FROM ledger_heads"
+    "SELECT organisation_id, sequence, entry_hash, timestamp, balances, withheld"
+    " FROM ledger_heads"
     " WHERE organisation_id = ANY(%s) ORDER BY organisation_id FOR UPDATE"
 )
 
@@ -470,7 +474,7 @@ def _lock(
     wanted = sorted(set(organisation_ids))
     _learn_funds(wanted, fund_ids)
     rows = _driver_connection().execute(_LOCK_SQL, (wanted,)).fetchall()
-    locked = {row[0]: _LockedLedger(row[0], row[1], row[2], row[3], dict(row[4]))
+    locked = {row[0]: _LockedLedger(row[0], row[1], row[2], row[3], dict(row[4]), dict(row[5]))
               for row in rows}
     missing = [org for org in wanted if org not in locked]
     if missing:
@@ -504,6 +508,9 @@ def _chain(ledger: _LockedLedger, draft: EntryDraft, entry_id: str, now: str) ->
     if reveal_at is not None and reveal_at <= timestamp:
         raise InvalidEntry("reveal_at must be later than the entry itself", field="reveal_at")
     balance = ledger.balances.get(draft.currency, 0) + draft.amount
+    withheld = ledger.withheld.get(draft.currency, 0)
+    if metadata.get("visibility") in WITHHELD_LEVELS:
+        withheld += draft.amount
     prev_hash = ledger.entry_hash
     sequence = ledger.sequence + 1
     entry_hash = compute_entry_hash(
@@ -512,8 +519,10 @@ def _chain(ledger: _LockedLedger, draft: EntryDraft, entry_id: str, now: str) ->
     )
     ledger.sequence, ledger.entry_hash, ledger.timestamp = sequence, entry_hash, timestamp
     ledger.balances[draft.currency] = balance
+    ledger.withheld[draft.currency] = withheld
     return Entry(entry_id, ledger.organisation_id, sequence, timestamp, draft.type,
-                 draft.amount, draft.currency, metadata, prev_hash, entry_hash, balance)
+                 draft.amount, draft.currency, metadata, prev_hash, entry_hash, balance,
+                 withheld)
 
 
 _INSERT_COLUMNS = (*_ENTRY_FIELDS, "idempotency_key")
@@ -522,7 +531,8 @@ _INSERT_COLUMNS = (*_ENTRY_FIELDS, "idempotency_key")
 def _row_values(entry: Entry, key: str | None) -> tuple[Any, ...]:
     return (entry.entry_id, entry.organisation_id, entry.sequence, entry.timestamp, entry.type,
             entry.amount, entry.currency, canonical_json(entry.metadata),
-            entry.prev_entry_hash, entry.entry_hash, entry.balance_after, key)
+            entry.prev_entry_hash, entry.entry_hash, entry.balance_after, entry.withheld_after,
+            key)
 
 
 def _insert_sql(rows: int) -> str:
@@ -914,7 +924,7 @@ def iter_entries(
         yield Entry(*row)
 
 
-def verify_chain(
+def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
     organisation_id: str, *, progress: Callable[[int], None] | None = None
 ) -> ChainVerification:
     """Recompute every hash, link and running balance; name the first entry that is wrong.
@@ -927,11 +937,12 @@ def verify_chain(
         "SELECT (SELECT h.sequence FROM ledger_heads h WHERE h.organisation_id = %(org)s),"
         " (SELECT h.entry_hash FROM ledger_heads h WHERE h.organisation_id = %(org)s),"
         " e.sequence, e.entry_id, e.timestamp, e.type, e.amount, e.currency, e.metadata,"
-        " e.prev_entry_hash, e.entry_hash, e.balance_after"
+        " e.prev_entry_hash, e.entry_hash, e.balance_after, e.withheld_after"
         " FROM ledger_entries e WHERE e.organisation_id = %(org)s ORDER BY e.sequence"
     )
     previous_hash: str | None = None
     balances: dict[str, int] = {}
+    withheld: dict[str, int] = {}
     count = 0
     step = 10_000
     problem: tuple[str, str] | None = None
@@ -939,10 +950,13 @@ def verify_chain(
     entry_hash_of = compute_entry_hash  # a local name: this loop runs a million times
     for row in _stream(query, {"org": organisation_id}, 2_000):
         (head_sequence, head_hash, sequence, entry_id, timestamp, entry_type, amount,
-         currency, metadata, prev_hash, stored_hash, balance_after) = row
+         currency, metadata, prev_hash, stored_hash, balance_after, withheld_after) = row
         if count == 0:
             head = Head(organisation_id, head_sequence, head_hash, head.timestamp)
         balance = balances.get(currency, 0) + amount
+        withheld_now = withheld.get(currency, 0)
+        if metadata.get("visibility") in WITHHELD_LEVELS:
+            withheld_now += amount
         if sequence > head_sequence:
             problem = ("head_mismatch", f"entry {sequence} lies beyond the head "
                        f"({head_sequence}): it was not appended through the ledger")
@@ -957,10 +971,14 @@ def verify_chain(
         elif balance != balance_after:
             problem = ("balance_mismatch", f"balance_after is {balance_after} but the entries "
                        f"add up to {balance} {currency}")
+        elif withheld_now != withheld_after:
+            problem = ("balance_mismatch", f"withheld_after is {withheld_after} but the "
+                       f"withheld entries add up to {withheld_now} {currency}")
         if problem is not None:
             broken = row
             break
         balances[currency] = balance
+        withheld[currency] = withheld_now
         previous_hash = stored_hash
         count += 1
         if progress is not None and count % step == 0:

@@ -540,3 +540,20 @@ def test_bulk_load_refuses_time_travel(create_org: Callable[..., Organisation]) 
     with pytest.raises(InvalidEntry, match="earlier than"):
         ledger.bulk_load(org.id, drafts)
     assert entry_count(org.id) == 0
+
+
+def test_withheld_amounts_are_tracked_per_currency(
+    create_org: Callable[..., Organisation],
+) -> None:
+    org = create_org()
+    donate(org, 10_000)
+    salary = spend(org, 3_000, category="salaries", visibility="public_aggregated")
+    legal = spend(org, 700, category="legal", visibility="internal_only")
+    later = spend(org, 200, visibility="delayed_public", reveal_at="2099-01-01T00:00:00Z")
+    rent = spend(org, 1_000, category="rent")
+    usd = ledger.append_entry(org.id, "expense", -5, "USD", {"visibility": "internal_only"})
+    assert [e.withheld_after for e in (salary, legal, later, rent)] == [
+        -3_000, -3_700, -3_700, -3_700]
+    assert usd.withheld_after == -5
+    # What the public may see of the running balance: everything but the withheld part.
+    assert rent.balance_after - rent.withheld_after == 10_000 - 200 - 1_000
