@@ -11,7 +11,7 @@ from flask import Flask
 
 from portal import embedded
 from portal.config import check_settings, load_settings, secret_key_for, sqlalchemy_url
-from portal.extensions import csrf, db, migrate, redis_store
+from portal.extensions import csrf, db, htmx, migrate, redis_store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,12 +55,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
+    htmx.init_app(app)
     redis_store.init_app(app)
 
     from portal import models  # noqa: F401  (registers the tables on the metadata)
     from portal.blueprints import register_blueprints
     from portal.cli import register_cli
+    from portal.web import register_web
 
     register_blueprints(app)
+    register_web(app)
     register_cli(app)
     return app

@@ -1,0 +1,202 @@
+"""What every page shares: the one render helper, template filters, error pages, headers.
+
+``render`` answers an htmx request with just the named block of the page template
+and any other request with the whole page, from the same template and context;
+responses always carry ``Vary: HX-Request`` so caches keep the two apart.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date, format_datetime
+from flask import Flask, Response, current_app, g, make_response, render_template, request
+from jinja2_fragments.flask import render_block
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from portal.money import format_money
+from portal.services.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+LOCALES = ("en", "en_GB", "de", "fr", "es", "it", "nl", "pt", "sv", "da", "nb", "fi", "pl",
+           "cs")
+ENTRY_TYPE_LABELS = {
+    "donation_received": "Donation",
+    "fee": "Fee",
+    "expense": "Expense",
+    "transfer_in": "Transfer in",
+    "transfer_out": "Transfer out",
+    "refund_issued": "Refund",
+    "donation_reversed": "Donation reversed",
+    "adjustment": "Adjustment",
+    "expense_recategorized": "Recategorization",
+    "dispute_opened": "Dispute opened",
+    "dispute_won": "Dispute won",
+}
+SPECIAL_CATEGORIES = {
+    "transfers-out": "Transfers to other organisations",
+    "uncategorised": "Uncategorised",
+    "payment-fees": "Payment fees",
+}
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; "
+    "object-src 'none'"
+)
+
+
+def is_fragment_request() -> bool:
+    """An htmx request that wants a fragment, not a boosted navigation or history restore."""
+    htmx = getattr(request, "htmx", None)
+    return bool(htmx) and not htmx.boosted and not htmx.history_restore_request  # type: ignore[union-attr]
+
+
+def render(template: str, block: str | None = None, *, status: int = 200,
+           headers: Mapping[str, str] | None = None, **context: Any) -> Response:
+    """The page, or only ``block`` of it for htmx requests."""
+    if block is not None and is_fragment_request():
+        body = render_block(template, block, **context)
+    else:
+        body = render_template(template, **context)
+    response = make_response(body, status)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+# --------------------------------------------------------------------------- locale
+
+
+def get_locale() -> str:
+    """The request's language for numbers and dates (Accept-Language), English otherwise."""
+    if "locale" not in g:
+        best = request.accept_languages.best_match([tag.replace("_", "-") for tag in LOCALES])
+        g.locale = (best or "en").replace("-", "_")
+    return str(g.locale)
+
+
+def money_filter(amount: int | None, currency: str | None, signed: bool = False) -> str:
+    if amount is None or currency is None:
+        return ""
+    return format_money(amount, currency, get_locale(), signed=signed)
+
+
+def _moment(value: str | datetime | None) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def date_filter(value: str | datetime | None, style: str = "medium") -> str:
+    moment = _moment(value)
+    return format_date(moment, style, locale=get_locale()) if moment else ""
+
+
+def datetime_filter(value: str | datetime | None) -> str:
+    moment = _moment(value)
+    if moment is None:
+        return ""
+    return format_datetime(moment, "medium", tzinfo=UTC, locale=get_locale()) + " UTC"
+
+
+def category_label(category: str | None) -> str:
+    if not category:
+        return ""
+    return SPECIAL_CATEGORIES.get(category, category.replace("-", " ").replace("_", " ")
+                                  .capitalize())
+
+
+def country_name(code: str) -> str:
+    try:
+        return str(Locale.parse(get_locale()).territories.get(code.upper(), code))
+    except (ValueError, UnknownLocaleError):
+        return code
+
+
+def percent_filter(value: float) -> str:
+    return f"{value * 100:.0f}%"
+
+
+def short_hash(value: str | None) -> str:
+    if not value:
+        return ""
+    prefix, _, digest = value.partition(":")
+    return f"{prefix}:{digest[:10]}…{digest[-6:]}"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+ERROR_TITLES = {
+    400: "That request could not be understood",
+    403: "You may not do that",
+    404: "Page not found",
+    405: "Not allowed here",
+    410: "No longer here",
+    422: "Please check what you entered",
+    429: "Too many requests",
+    500: "Something went wrong on our side",
+}
+
+
+def error_page(status: int, message: str | None = None) -> Response:
+    """A friendly error page (or fragment for htmx) with a clear message."""
+    title = ERROR_TITLES.get(status, "Something went wrong")
+    response = render("errors/error.html", "error", status=status, status_code=status,
+                      title=title, message=message)
+    if request.path.startswith("/api/"):
+        response = make_response({"error": {"status": status, "title": title,
+                                             "message": message or title}}, status)
+    return response
+
+
+def _handle_http(error: HTTPException) -> Response:
+    status = error.code or 500
+    description = error.description if status != 404 else None
+    return error_page(status, description)
+
+
+def _handle_domain(error: DomainError) -> Response:
+    return error_page(error.status_code, error.message)
+
+
+def _handle_unexpected(error: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_page(500, "The problem has been logged. Please try again in a moment.")
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _security_headers(response: Response) -> Response:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if current_app.config["PORTAL_ENV"] == "production":
+        headers.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+    response.vary.add("HX-Request")
+    return response
+
+
+def register_web(app: Flask) -> None:
+    app.jinja_env.filters.update(
+        money=money_filter, date=date_filter, datetime=datetime_filter,
+        category=category_label, country=country_name, percent=percent_filter,
+        short_hash=short_hash, entry_type=lambda t: ENTRY_TYPE_LABELS.get(t or "", t or ""),
+    )
+    app.jinja_env.globals.update(get_locale=get_locale, Markup=Markup)
+    app.register_error_handler(HTTPException, _handle_http)
+    app.register_error_handler(DomainError, _handle_domain)
+    app.register_error_handler(Exception, _handle_unexpected)
+    app.after_request(_security_headers)
