@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 5000
 export FLASK_APP := wsgi
 
-.PHONY: run test lint bench help
+.PHONY: run test lint bench vendor help
 
 help:
 	@echo "make run    - install, migrate, load demo data (first time) and serve on http://$(HOST):$(PORT)"
@@ -35,8 +35,17 @@ lint: $(VENV)/.test-deps
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: lint
+# axe-core for the browser tests' accessibility checks (skipped quietly without npm).
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null 2>&1; then npm ci --no-audit --no-fund --ignore-scripts && touch $@; \
+	 else echo "npm not found: browser accessibility checks will be skipped"; fi
+
+test: lint node_modules/.installed
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Copy htmx from the pinned npm package into static/js (the copy is committed).
+vendor: node_modules/.installed
+	cp node_modules/htmx.org/dist/htmx.min.js static/js/htmx.min.js
 
 bench: $(VENV)/.test-deps
 	$(BIN)/python -m bench $(BENCH_ARGS)

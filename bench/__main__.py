@@ -14,14 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ledger
+from bench import ledger, portal
 from bench.harness import Results, fresh_database, servers
 
 SUITES: dict[str, Callable[..., None]] = {
     "appends": ledger.appends,
     "bulk": ledger.bulk,
     "verify": ledger.verify,
+    "pages": portal.pages,
 }
+SIZED = {"verify", "pages"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("suites", nargs="*", choices=[*SUITES, []], metavar="SUITE",
                         help=f"which to run (default: all): {', '.join(SUITES)}")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
-    parser.add_argument("--entries", type=int, help="ledger size for the verify suite")
+    parser.add_argument("--entries", type=int,
+                        help="ledger size for the verify and pages suites")
     parser.add_argument("--markdown", type=Path, help="also write the results table here")
     args = parser.parse_args(argv)
     chosen = args.suites or list(SUITES)
@@ -44,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
                 make_app(database_url, redis_url, migrate=True)
                 extra: dict[str, Any] = {}
-                if name == "verify" and args.entries:
+                if name in SIZED and args.entries:
                     extra["entries"] = args.entries
                 SUITES[name](results, database_url, redis_url, quick=args.quick, **extra)
     table = results.markdown()

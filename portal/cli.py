@@ -93,7 +93,8 @@ def ledger_export_command(organisation: str, output: str, audience: str) -> None
     org = _organisation(organisation)
     if output == "-":
         for chunk in ledger_export.export_chunks(org, audience):  # type: ignore[arg-type]
-            sys.stdout.write(chunk)
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
         return
     target = Path(output)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def ledger_export_command(organisation: str, output: str, audience: str) -> None
     # Write beside the target and rename, so a failed export never leaves half a file.
     handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream, click.progressbar(
+        with os.fdopen(handle, "wb") as stream, click.progressbar(
             length=ledger.get_head(org.id).sequence, label=f"Exporting {org.slug}",
             file=sys.stderr, show_pos=True,
         ) as bar:

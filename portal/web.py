@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from functools import lru_cache
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -43,6 +44,7 @@ SPECIAL_CATEGORIES = {
     "transfers-out": "Transfers to other organisations",
     "uncategorised": "Uncategorised",
     "payment-fees": "Payment fees",
+    "undisclosed": "Undisclosed",
 }
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -84,7 +86,13 @@ def get_locale() -> str:
 def money_filter(amount: int | None, currency: str | None, signed: bool = False) -> str:
     if amount is None or currency is None:
         return ""
-    return format_money(amount, currency, get_locale(), signed=signed)
+    return _money(amount, currency, get_locale(), signed)
+
+
+@lru_cache(maxsize=8192)
+def _money(amount: int, currency: str, locale: str, signed: bool) -> str:
+    # Pages show the same amounts again and again (gifts of 25.00, monthly rent).
+    return format_money(amount, currency, locale, signed=signed)
 
 
 def _moment(value: str | datetime | None) -> datetime | None:
@@ -96,8 +104,15 @@ def _moment(value: str | datetime | None) -> datetime | None:
 
 
 def date_filter(value: str | datetime | None, style: str = "medium") -> str:
+    if isinstance(value, str) and len(value) >= 10:
+        return _day(value[:10], style, get_locale())
     moment = _moment(value)
     return format_date(moment, style, locale=get_locale()) if moment else ""
+
+
+@lru_cache(maxsize=4096)
+def _day(day: str, style: str, locale: str) -> str:
+    return format_date(date.fromisoformat(day), style, locale=locale)
 
 
 def datetime_filter(value: str | datetime | None) -> str:
@@ -160,7 +175,9 @@ def error_page(status: int, message: str | None = None) -> Response:
 
 def _handle_http(error: HTTPException) -> Response:
     status = error.code or 500
-    description = error.description if status != 404 else None
+    # Werkzeug's stock descriptions are written for developers; ours for people.
+    stock = type(error).description
+    description = None if error.description == stock else error.description
     return error_page(status, description)
 
 

@@ -13,6 +13,11 @@ Definitions (docs/ledger-spec.md names the entry types):
 - income: everything else that came in (raised, transfers received, other adjustments);
 - where the money goes: spending by category; fees without a category count as
   payment fees, transfers out as transfers to other organisations.
+
+Privacy: an aggregated entry's category is public, so its amount counts in its
+category; internal entries and entries still waiting for disclosure reveal nothing
+but their amount in aggregate, so they count in an "undisclosed" category and are
+left out of fund figures (a fund is a detail, too).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ DONATION_TYPES = frozenset(
 )
 SPENDING_TYPES = frozenset({"expense", "fee", "transfer_out"})
 TRANSFERS_OUT = "transfers-out"
+UNDISCLOSED = "undisclosed"
 UNCATEGORISED = "uncategorised"
 PAYMENT_FEES = "payment-fees"
 
@@ -106,17 +112,34 @@ def category_of(entry_type: str, category: str) -> str | None:
     return None
 
 
-def _scheduled(organisation_ids: list[str]) -> dict[tuple[str, str], tuple[int, int]]:
-    """(organisation, currency) → (count, net) of entries still waiting for disclosure."""
+@dataclass(frozen=True)
+class _ScheduledTotal:
+    organisation_id: str
+    currency: str
+    entry_type: str
+    category: str
+    fund_id: str
+    count: int
+    amount: int
+
+
+def _scheduled(organisation_ids: list[str]) -> list[_ScheduledTotal]:
+    """Entries still waiting for disclosure, grouped like the running totals."""
     rows = db.session.execute(
         sa.text(
-            "SELECT organisation_id, currency, count(*), sum(amount) FROM ledger_entries"
+            "SELECT organisation_id, currency, type, COALESCE(metadata->>'category', ''),"
+            " COALESCE(metadata->>'fund_id', ''), count(*), sum(amount) FROM ledger_entries"
             " WHERE organisation_id = ANY(:orgs) AND metadata->>'visibility' = 'delayed_public'"
-            "   AND metadata->>'reveal_at' > :now GROUP BY organisation_id, currency"
+            "   AND metadata->>'reveal_at' > :now GROUP BY 1, 2, 3, 4, 5"
         ),
         {"orgs": organisation_ids, "now": ledger.utc_timestamp()},
     )
-    return {(row[0], row[1]): (int(row[2]), int(row[3])) for row in rows}
+    return [_ScheduledTotal(row[0], row[1], row[2], row[3], row[4], int(row[5]), int(row[6]))
+            for row in rows]
+
+
+def _add_category(figure: CurrencyFigures, category: str, spent: int) -> None:
+    figure.categories[category] = figure.categories.get(category, 0) + spent
 
 
 def currency_figures(organisation_ids: list[str]) -> dict[str, list[CurrencyFigures]]:
@@ -138,7 +161,8 @@ def currency_figures(organisation_ids: list[str]) -> dict[str, list[CurrencyFigu
         spent_in = category_of(entry_type, category)
         if spent_in is not None:
             figure.spending -= amount
-            figure.categories[spent_in] = figure.categories.get(spent_in, 0) - amount
+            _add_category(figure, UNDISCLOSED if visibility == "internal_only" else spent_in,
+                          -amount)
         else:
             figure.income += amount
         if entry_type in DONATION_TYPES:
@@ -148,10 +172,15 @@ def currency_figures(organisation_ids: list[str]) -> dict[str, list[CurrencyFigu
         if visibility in {"public_aggregated", "internal_only"}:
             figure.undisclosed_count += count
             figure.undisclosed_net += amount
-    for (org, currency), (count, net) in _scheduled(organisation_ids).items():
-        figure = figures[org].setdefault(currency, CurrencyFigures(currency))
-        figure.undisclosed_count += count
-        figure.undisclosed_net += net
+    for waiting in _scheduled(organisation_ids):
+        figure = figures[waiting.organisation_id].setdefault(
+            waiting.currency, CurrencyFigures(waiting.currency))
+        figure.undisclosed_count += waiting.count
+        figure.undisclosed_net += waiting.amount
+        spent_in = category_of(waiting.entry_type, waiting.category)
+        if spent_in is not None:
+            _add_category(figure, spent_in, waiting.amount)
+            _add_category(figure, UNDISCLOSED, -waiting.amount)
     return {
         org: sorted(by_currency.values(), key=lambda f: (-f.entry_count, f.currency))
         for org, by_currency in figures.items()
@@ -159,20 +188,29 @@ def currency_figures(organisation_ids: list[str]) -> dict[str, list[CurrencyFigu
 
 
 def _fund_figures(organisation: Organisation) -> list[FundFigures]:
+    """Raised and spent per fund, from disclosed entries only (a fund is a detail)."""
     rows = db.session.execute(
         sa.text(
             "SELECT fund_id, currency, entry_type, category, sum(amount) FROM ledger_totals"
-            " WHERE organisation_id = :org GROUP BY fund_id, currency, entry_type, category"
+            " WHERE organisation_id = :org AND visibility IN ('public_full', 'delayed_public')"
+            " GROUP BY fund_id, currency, entry_type, category"
         ),
         {"org": organisation.id},
     )
     raised: dict[tuple[str, str], int] = defaultdict(int)
     spent: dict[tuple[str, str], int] = defaultdict(int)
-    for fund_id, currency, entry_type, category, amount in rows:
+
+    def count(fund_id: str, currency: str, entry_type: str, category: str, amount: int) -> None:
         if entry_type in DONATION_TYPES:
-            raised[(fund_id, currency)] += int(amount)
+            raised[(fund_id, currency)] += amount
         elif category_of(entry_type, category) is not None:
-            spent[(fund_id, currency)] -= int(amount)
+            spent[(fund_id, currency)] -= amount
+
+    for fund_id, currency, entry_type, category, amount in rows:
+        count(fund_id, currency, entry_type, category, int(amount))
+    for waiting in _scheduled([organisation.id]):
+        count(waiting.fund_id, waiting.currency, waiting.entry_type, waiting.category,
+              -waiting.amount)
     funds = db.session.scalars(
         sa.select(Fund).where(Fund.organisation_id == organisation.id)
         .order_by(Fund.type != "general", Fund.archived_at.is_not(None), Fund.name)

@@ -1,15 +1,16 @@
 """The JSON export of one organisation's ledger (format: docs/ledger-spec.md).
 
-The document is produced as a stream of text chunks, one entry per line, so a
-million-entry ledger is written (to a file or an HTTP response) in flat memory.
+The document is produced as a stream of UTF-8 chunks of about 64 KiB, one entry per
+line, so a million-entry ledger is written (to a file or an HTTP response) in flat
+memory and without a system call per entry.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
+import orjson
 import sqlalchemy as sa
 from flask import current_app
 
@@ -24,8 +25,13 @@ Audience = Literal["public", "auditor"]
 AUDIENCES: tuple[Audience, ...] = ("public", "auditor")
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+CHUNK_BYTES = 64 * 1024
+
+
+def _dumps(value: Any) -> bytes:
+    """Compact JSON, UTF-8 (orjson writes what json.dumps(separators=(",", ":"),
+    ensure_ascii=False) writes, several times faster)."""
+    return orjson.dumps(value)
 
 
 def export_header(
@@ -65,7 +71,7 @@ def export_chunks(
     audience: Audience = "public",
     *,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[str]:
+) -> Iterator[bytes]:
     """Yield the export document piece by piece; joined, the pieces are valid JSON.
 
     The head is read first and entries are streamed up to it, so the document is a
@@ -74,21 +80,26 @@ def export_chunks(
     if audience not in AUDIENCES:
         raise ValueError(f"unknown audience {audience!r}")
     head = ledger.get_head(organisation.id)
-    header = export_header(organisation, audience, head)
-    opening = _dumps(header)
-    yield opening[:-1] + ',"entries":[\n'
+    opening = _dumps(export_header(organisation, audience, head))
+    yield opening[:-1] + b',"entries":[\n'
     now = ledger.utc_timestamp()
-    first = True
+    auditor = audience == "auditor"
+    buffer: list[bytes] = []
+    size = 0
     count = 0
     for count, entry in enumerate(
         ledger.iter_entries(organisation.id, up_to_sequence=head.sequence), start=1
     ):
-        record = (full_record(entry, with_balance=True) if audience == "auditor"
-                  else public_record(entry, now))
-        yield ("" if first else ",\n") + _dumps(record)
-        first = False
+        record = full_record(entry, with_balance=True) if auditor else public_record(entry, now)
+        line = (b"" if count == 1 else b",\n") + _dumps(record)
+        buffer.append(line)
+        size += len(line)
+        if size >= CHUNK_BYTES:
+            yield b"".join(buffer)
+            buffer, size = [], 0
         if progress is not None and count % 1000 == 0:
             progress(1000)
     if progress is not None and count % 1000:
         progress(count % 1000)
-    yield "\n]}\n"
+    buffer.append(b"\n]}\n")
+    yield b"".join(buffer)

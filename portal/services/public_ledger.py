@@ -471,9 +471,12 @@ def fund_names(organisation_id: str) -> dict[str, str]:
 def public_categories(organisation_id: str) -> list[str]:
     """Categories the public can filter by: those of aggregated or disclosed rows."""
     return list(db.session.scalars(sa.text(
-        "SELECT DISTINCT category FROM ledger_totals WHERE organisation_id = :org"
-        " AND category <> '' AND visibility IN ('public_full', 'public_aggregated',"
-        " 'delayed_public') ORDER BY category"), {"org": organisation_id}))
+        "SELECT category FROM ledger_totals WHERE organisation_id = :org AND category <> ''"
+        " AND visibility IN ('public_full', 'public_aggregated') AND entry_count > 0"
+        " UNION SELECT metadata->>'category' FROM ledger_entries WHERE organisation_id = :org"
+        " AND metadata->>'visibility' = 'delayed_public' AND metadata->>'reveal_at' <= :now"
+        " AND metadata ? 'category' ORDER BY 1"),
+        {"org": organisation_id, "now": ledger.utc_timestamp()}))
 
 
 def next_disclosure(organisation_id: str) -> str | None:

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("app")
 
 def export(org: Organisation, audience: str = "public") -> dict[str, Any]:
     document: dict[str, Any] = json.loads(
-        "".join(ledger_export.export_chunks(org, audience))  # type: ignore[arg-type]
+        b"".join(ledger_export.export_chunks(org, audience))  # type: ignore[arg-type]
     )
     return document
 
@@ -117,7 +117,7 @@ def test_export_stops_at_the_head_it_announced(create_org: Callable[..., Organis
     first = next(chunks)
     ledger.append_entry(org.id, "donation_received", 200, "EUR")
     db.session.commit()
-    document = json.loads(first + "".join(chunks))
+    document = json.loads(first + b"".join(chunks))
     assert document["head"]["sequence"] == 1
     assert len(document["entries"]) == 1
 
@@ -141,7 +141,7 @@ def test_revealed_entries_are_public_after_their_date(
 def test_one_entry_per_line(create_org: Callable[..., Organisation]) -> None:
     org = create_org()
     mixed_ledger(org)
-    text = "".join(ledger_export.export_chunks(org, "public"))
+    text = b"".join(ledger_export.export_chunks(org, "public")).decode()
     lines = text.splitlines()
     assert lines[0].endswith('"entries":[')
     assert lines[-1] == "]}"

@@ -60,10 +60,10 @@ def healthz() -> dict[str, str]:
 
 @bp.get("/")
 def index() -> Response:
-    page = _int_arg("page") or 1
+    page = _int_arg("page")
     result = directory.directory(
         search=request.args.get("q", ""), country=request.args.get("country", ""),
-        sort=request.args.get("sort", "raised"), page=page,
+        sort=request.args.get("sort", "raised"), page=1 if page is None else page,
     )
     return render("public/directory.html", "results", result=result,
                   countries=directory.countries(), sorts=directory.SORTS)
