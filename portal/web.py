@@ -137,7 +137,11 @@ def country_name(code: str) -> str:
 
 
 def percent_filter(value: float) -> str:
-    return f"{value * 100:.0f}%"
+    """A share for people; never rounds a shortfall up to 100% or a sliver down to 0%."""
+    percent = value * 100
+    if 99.5 <= percent < 100 or 0 < percent < 0.5:
+        return f"{percent:.1f}%"
+    return f"{percent:.0f}%"
 
 
 def short_hash(value: str | None) -> str:

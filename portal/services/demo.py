@@ -134,6 +134,8 @@ class _Generator:
     def __post_init__(self) -> None:
         self.unit = 100 * self.spec.scale
         self.donations: list[tuple[str, int, str]] = []  # (donation id, amount, fund)
+        # Money given for a purpose is spent on it, never more than was given.
+        self.fund_balance: dict[str, int] = {}
 
     def drafts(self, count: int) -> Iterator[EntryDraft]:
         spacing = (self.end - self.start).total_seconds() / max(count, 1)
@@ -154,6 +156,8 @@ class _Generator:
             stamp = ledger.utc_timestamp(moment)
             for draft in event[: count - produced]:
                 self.balance += draft.amount
+                fund = str(draft.metadata.get("fund_id", self.general_fund))
+                self.fund_balance[fund] = self.fund_balance.get(fund, 0) + draft.amount
                 yield replace(draft, timestamp=stamp)
                 produced += 1
 
@@ -201,11 +205,13 @@ class _Generator:
         amount = self.rng.randint(low * 100, high * 100) * self.spec.scale
         if amount > self.balance // 2:
             return []
+        fund = self.rng.choice([self.general_fund] * 2 + self.project_funds
+                               + self.emergency_funds)
+        if fund != self.general_fund and self.fund_balance.get(fund, 0) < amount:
+            fund = self.general_fund
         metadata: dict[str, Any] = {
             "category": category, "payee": self.rng.choice(payees),
-            "description": f"{category.capitalize()} costs",
-            "fund_id": self.rng.choice(
-                [self.general_fund] * 2 + self.project_funds + self.emergency_funds),
+            "description": f"{category.capitalize()} costs", "fund_id": fund,
         }
         hidden = self.rng.random()
         if hidden < 0.02:

@@ -1,0 +1,224 @@
+"""Fixtures for the browser tests: demo data in a database of their own, the app on a
+real HTTP server, and Debian's Chromium driven by Playwright.
+
+The browser tests never write into the database the other tests share: demo data
+committed there would change what those tests see. Without Chromium (or axe-core
+for the accessibility checks) the tests are skipped, except in CI, where they fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable, Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from portal import create_app
+from portal.extensions import db
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+AXE_CORE = REPO_ROOT / "node_modules" / "axe-core" / "axe.min.js"
+ARTIFACTS = REPO_ROOT / "tests" / "artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+PHONE_VIEWPORT = {"width": 390, "height": 844}
+
+# The demo organisations built by ``build_demo_data(organisations=3, ...)``.
+RIVERSIDE = ("riverside-food-bank", "Riverside Food Bank")
+OPEN_WATER = ("open-water-rescue", "Open Water Rescue")
+KIDS_CODE = ("kids-code-club", "Kids Code Club")
+ENTRY_LINK = re.compile(r"^#\d+$")
+
+
+def disclosed_entry_path(page: Page) -> str:
+    """The address of Riverside Food Bank's newest entry shown in full (read off its ledger)."""
+    page.goto(f"/orgs/{RIVERSIDE[0]}/ledger")
+    row = page.get_by_role("region", name="Ledger entries").get_by_role("row").filter(
+        has=page.get_by_role("link", name=ENTRY_LINK)).filter(
+        has_not_text="undisclosed").filter(has_not_text="Internal entry").first
+    href = row.get_by_role("link", name=ENTRY_LINK).get_attribute("href")
+    assert href is not None
+    return href
+
+
+# The public pages, by name: each gives its address (some read it off another page).
+PUBLIC_PAGES: dict[str, Callable[[Page], str]] = {
+    "directory": lambda page: "/",
+    "organisation": lambda page: f"/orgs/{RIVERSIDE[0]}",
+    "ledger": lambda page: f"/orgs/{RIVERSIDE[0]}/ledger",
+    "entry": disclosed_entry_path,
+    "verification": lambda page: f"/orgs/{RIVERSIDE[0]}/verify",
+    "how-to-verify": lambda page: "/how-to-verify",
+    "api-docs": lambda page: "/api/docs",
+}
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI") == "true"
+
+
+def require(path: Path, *, ci_message: str, skip_reason: str) -> None:
+    """Fail under CI=true, skip otherwise, when ``path`` is missing."""
+    if path.exists():
+        return
+    if _in_ci():
+        pytest.fail(f"{ci_message} (missing: {path})", pytrace=False)
+    pytest.skip(skip_reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _chromium_available() -> None:
+    """Checked first, so that nothing is built for tests that will be skipped."""
+    require(
+        CHROMIUM,
+        ci_message="Chromium is required for the browser tests in CI; "
+                   "install Debian's chromium package",
+        skip_reason="Chromium not installed: browser tests skipped",
+    )
+
+
+@pytest.fixture(scope="session")
+def axe_script() -> Path:
+    require(
+        AXE_CORE,
+        ci_message="axe-core is required for the accessibility tests in CI; "
+                   "run `npm ci` to install it",
+        skip_reason="axe-core not installed (run `npm ci`): accessibility tests skipped",
+    )
+    return AXE_CORE
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Where screenshots go (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+# --------------------------------------------------------------------------- the app
+
+
+@pytest.fixture(scope="session")
+def demo_app(postgres_server_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
+    """The app on a database of its own, built by the migrations, with demo data."""
+    import flask_migrate
+    from sqlalchemy.engine import make_url
+
+    from portal.services.demo import build_demo_data
+
+    name = f"portal_browser_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    application: Flask | None = None
+    try:
+        application = create_app({**app_config, "DATABASE_URL": url})
+        with application.app_context():
+            try:
+                flask_migrate.upgrade()
+                # 600 entries give each organisation more than one page (50 rows) of
+                # expenses; with 400, Riverside Food Bank has exactly 50.
+                organisations = build_demo_data(organisations=3, entries=600, seed=11)
+                assert [o.slug for o in organisations] == [
+                    RIVERSIDE[0], OPEN_WATER[0], KIDS_CODE[0]]
+            finally:
+                db.session.remove()
+        yield application
+    finally:
+        if application is not None:
+            with application.app_context():
+                db.engine.dispose()
+        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def base_url(demo_app: Flask) -> Iterator[str]:
+    """The app served over HTTP on a free local port, in a background thread."""
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, demo_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="browser-test-server",
+                              daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------- the browser
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver
+
+
+@pytest.fixture(scope="session")
+def browser(playwright: Playwright) -> Iterator[Browser]:
+    chromium = playwright.chromium.launch(
+        executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    yield chromium
+    chromium.close()
+
+
+@dataclass
+class ContextFactory:
+    """Makes browser contexts that share the live server's base URL; closes them all."""
+
+    browser: Browser
+    base_url: str
+    contexts: list[BrowserContext]
+
+    def __call__(self, **options: Any) -> BrowserContext:
+        context = self.browser.new_context(base_url=self.base_url, **options)
+        context.set_default_timeout(10_000)
+        self.contexts.append(context)
+        return context
+
+
+@pytest.fixture
+def new_context(browser: Browser, base_url: str,
+                request: pytest.FixtureRequest,
+                artifacts: Path) -> Iterator[Callable[..., BrowserContext]]:
+    factory = ContextFactory(browser, base_url, [])
+    yield factory
+    failed = getattr(request.node, "failed_call", False)
+    for index, context in enumerate(factory.contexts):
+        if failed:  # what the page looked like when the test failed
+            for number, page in enumerate(context.pages):
+                name = re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+                with contextlib.suppress(PlaywrightError):  # a crashed page has no picture
+                    page.screenshot(path=artifacts / f"failure-{name}-{index}-{number}.png",
+                                    full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def page(new_context: Callable[..., BrowserContext]) -> Page:
+    """A page in a fresh context with JavaScript on, at desktop size."""
+    return new_context().new_page()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed_call = True  # type: ignore[attr-defined]
+    return report
