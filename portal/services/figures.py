@@ -29,7 +29,7 @@ import sqlalchemy as sa
 
 from portal.extensions import db
 from portal.models import Fund, Organisation
-from portal.services import ledger
+from portal.services import ledger, ledger_cache
 
 DONATION_TYPES = frozenset(
     {"donation_received", "refund_issued", "donation_reversed", "dispute_opened", "dispute_won"}
@@ -227,7 +227,10 @@ def _fund_figures(organisation: Organisation) -> list[FundFigures]:
 
 
 def organisation_figures(organisation: Organisation) -> OrganisationFigures:
-    by_currency = currency_figures([organisation.id]).get(organisation.id, [])
+    by_currency = ledger_cache.cached(
+        organisation.id, "currency_figures",
+        lambda: currency_figures([organisation.id]).get(organisation.id, []),
+    )
     total = ledger.get_head(organisation.id).sequence
     undisclosed = sum(f.undisclosed_count for f in by_currency)
     return OrganisationFigures(

@@ -25,7 +25,7 @@ from amply_verify.hashing import canonical_json
 from portal.extensions import db
 from portal.models import ENTRY_TYPES, Fund, Organisation
 from portal.money import minor_units
-from portal.services import ledger
+from portal.services import ledger, ledger_cache
 from portal.services.disclosure import Disclosure, disclosure
 from portal.services.errors import DomainError, NotFound
 
@@ -187,6 +187,11 @@ class _Scheduled:
         return self._totals[currency][position - 1] if position else 0
 
 
+def _scheduled(organisation_id: str, now: str) -> _Scheduled:
+    return ledger_cache.cached(organisation_id, "scheduled",
+                               lambda: _Scheduled(organisation_id, now), now=now)
+
+
 def _row(values: tuple[Any, ...], now: str, scheduled: _Scheduled) -> PublicRow:
     (sequence, entry_id, timestamp, entry_type, amount, currency, metadata, prev_hash,
      entry_hash, balance_after, withheld_after) = values
@@ -330,7 +335,7 @@ def ledger_page(
         rows = rows[:page_size]
         has_newer = before is not None and bool(rows) and _exists(
             [*where, "sequence > :edge"], {**params, "edge": rows[0][0]})
-    scheduled = _Scheduled(organisation.id, now)
+    scheduled = _scheduled(organisation.id, now)
     public = [_row(tuple(row), now, scheduled) for row in rows]
     return LedgerPage(
         public,
@@ -345,7 +350,7 @@ def iter_public_rows(organisation: Organisation, filters: LedgerFilters,
     """Every matching row, oldest first, streamed (for CSV downloads)."""
     now = ledger.utc_timestamp()
     where, params = _conditions(organisation, filters, now)
-    scheduled = _Scheduled(organisation.id, now)
+    scheduled = _scheduled(organisation.id, now)
     last = 0
     while True:
         chunk = list(db.session.execute(_select([*where, "sequence > :last"], "ASC", chunk_size),
@@ -399,7 +404,7 @@ def entry_view(organisation: Organisation, *, entry_id: str | None = None,
                sequence: int | None = None) -> EntryView:
     """One entry with its neighbours and the entries it is linked to."""
     now = ledger.utc_timestamp()
-    scheduled = _Scheduled(organisation.id, now)
+    scheduled = _scheduled(organisation.id, now)
     if entry_id is not None:
         if not ENTRY_ID_RE.match(entry_id):
             raise PublicEntryNotFound("no such entry in this ledger")
@@ -470,19 +475,18 @@ def fund_names(organisation_id: str) -> dict[str, str]:
 
 def public_categories(organisation_id: str) -> list[str]:
     """Categories the public can filter by: those of aggregated or disclosed rows."""
+    now = ledger.utc_timestamp()
+    return ledger_cache.cached(organisation_id, "categories",
+                               lambda: _public_categories(organisation_id, now), now=now)
+
+
+def _public_categories(organisation_id: str, now: str) -> list[str]:
     return list(db.session.scalars(sa.text(
         "SELECT category FROM ledger_totals WHERE organisation_id = :org AND category <> ''"
         " AND visibility IN ('public_full', 'public_aggregated') AND entry_count > 0"
         " UNION SELECT metadata->>'category' FROM ledger_entries WHERE organisation_id = :org"
         " AND metadata->>'visibility' = 'delayed_public' AND metadata->>'reveal_at' <= :now"
         " AND metadata ? 'category' ORDER BY 1"),
-        {"org": organisation_id, "now": ledger.utc_timestamp()}))
+        {"org": organisation_id, "now": now}))
 
 
-def next_disclosure(organisation_id: str) -> str | None:
-    """When the next scheduled entry becomes public (pages change then), if any."""
-    found = db.session.execute(sa.text(
-        "SELECT min(metadata->>'reveal_at') FROM ledger_entries WHERE organisation_id = :org"
-        " AND metadata->>'visibility' = 'delayed_public' AND metadata->>'reveal_at' > :now"),
-        {"org": organisation_id, "now": ledger.utc_timestamp()}).scalar_one_or_none()
-    return str(found) if found else None

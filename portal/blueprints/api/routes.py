@@ -10,7 +10,14 @@ from portal.blueprints.api import bp
 from portal.blueprints.api.openapi import openapi_document
 from portal.extensions import csrf
 from portal.models import Organisation
-from portal.services import directory, figures, ledger, ledger_export, public_ledger
+from portal.services import (
+    directory,
+    figures,
+    ledger,
+    ledger_cache,
+    ledger_export,
+    public_ledger,
+)
 from portal.services.errors import NotFound
 from portal.services.organisations import find_organisation
 from portal.web import error_page, render
@@ -143,7 +150,7 @@ def _cache(response: Response, org: Organisation, page: public_ledger.LedgerPage
         response.headers["Cache-Control"] = "public, max-age=0, must-revalidate"
         response.add_etag()
         return _conditional(response)
-    reveal = public_ledger.next_disclosure(org.id)
+    reveal = ledger_cache.next_disclosure(org.id, ledger.utc_timestamp())
     seconds = IMMUTABLE
     if reveal is not None:
         until = datetime.fromisoformat(reveal) - datetime.now(UTC)
