@@ -27,6 +27,10 @@ class InvalidOrganisation(DomainError):
     pass
 
 
+class OrganisationGone(DomainError):
+    status_code = 410
+
+
 @dataclass(frozen=True, slots=True)
 class OrganisationSummary:
     id: str
@@ -138,6 +142,18 @@ def find_organisation(reference: str) -> Organisation:
     column = Organisation.id if reference.startswith("org_") else Organisation.slug
     organisation = db.session.scalar(sa.select(Organisation).where(column == reference))
     if organisation is None:
+        raise OrganisationNotFound(f"no organisation {reference!r}")
+    return organisation
+
+
+def find_public_organisation(reference: str) -> Organisation:
+    """An organisation the public may see: unknown and pending ones are not found,
+    suspended ones are gone."""
+    organisation = find_organisation(reference)
+    if organisation.status == "suspended":
+        raise OrganisationGone(
+            "This organisation has been suspended and its pages are no longer public.")
+    if organisation.status != "active":
         raise OrganisationNotFound(f"no organisation {reference!r}")
     return organisation
 

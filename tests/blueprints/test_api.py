@@ -34,7 +34,7 @@ def test_unknown_organisation_is_a_json_404(client: FlaskClient) -> None:
     response = client.get("/api/v1/public/organisations/nobody")
     assert response.status_code == 404
     assert response.json == {"error": {"status": 404, "title": "Page not found",
-                                       "message": "no such organisation"}}
+                                       "message": "no organisation 'nobody'"}}
 
 
 def test_export_endpoint_streams_the_document(

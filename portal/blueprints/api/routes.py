@@ -18,26 +18,13 @@ from portal.services import (
     ledger_export,
     public_ledger,
 )
-from portal.services.errors import NotFound
-from portal.services.organisations import find_organisation
-from portal.web import error_page, render
+from portal.services.organisations import find_public_organisation
+from portal.web import render
 
 csrf.exempt(bp)  # read-only JSON; nothing here changes state
 
 MAX_LIMIT = 500
 IMMUTABLE = 365 * 24 * 3600
-
-
-def _organisation(reference: str) -> Organisation:
-    try:
-        organisation = find_organisation(reference)
-    except NotFound:
-        abort(404, "no such organisation")
-    if organisation.status == "suspended":
-        abort(410, "this organisation has been suspended")
-    if organisation.status != "active":
-        abort(404, "no such organisation")
-    return organisation
 
 
 def _int(name: str, default: int | None = None, *, low: int = 1,
@@ -90,7 +77,7 @@ def organisations_list() -> Response:
 
 @bp.get("/api/v1/public/organisations/<reference>")
 def organisation_detail(reference: str) -> Response:
-    org = _organisation(reference)
+    org = find_public_organisation(reference)
     numbers = figures.organisation_figures(org)
     body = _organisation_json(org)
     body["figures"] = [_currency_json(f) for f in numbers.currencies]
@@ -119,11 +106,8 @@ def _row_json(row: public_ledger.PublicRow) -> dict[str, Any]:
 
 @bp.get("/api/v1/public/organisations/<reference>/ledger")
 def organisation_ledger(reference: str) -> Response:
-    org = _organisation(reference)
-    try:
-        filters = public_ledger.parse_filters(request.args)
-    except public_ledger.InvalidFilter as error:
-        return error_page(400, error.message)
+    org = find_public_organisation(reference)
+    filters = public_ledger.parse_filters(request.args)
     limit = _int("limit", public_ledger.PAGE_SIZE, high=MAX_LIMIT) or public_ledger.PAGE_SIZE
     before = _int("before")
     page = public_ledger.ledger_page(org, filters, before=before, after=_int("after"),
@@ -170,7 +154,7 @@ def _conditional(response: Response) -> Response:
 
 @bp.get("/api/v1/public/organisations/<reference>/ledger/export")
 def organisation_export(reference: str) -> Response:
-    org = _organisation(reference)
+    org = find_public_organisation(reference)
     chunks = ledger_export.export_chunks(org, "public")
     response = Response(stream_with_context(chunks), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{org.slug}-ledger.json"'

@@ -20,23 +20,9 @@ from portal.services import (
     public_ledger,
     verification,
 )
-from portal.services.errors import NotFound
-from portal.web import category_label, error_page, money_filter, render
+from portal.web import category_label, money_filter, render
 
 LATEST_ENTRIES = 10
-
-
-def public_organisation(slug: str) -> Organisation:
-    """The organisation behind a public URL: 404 if unknown or pending, 410 if suspended."""
-    try:
-        organisation = organisations.find_organisation(slug)
-    except NotFound:
-        abort(404)
-    if organisation.status == "suspended":
-        abort(410, "This organisation has been suspended and its pages are no longer public.")
-    if organisation.status != "active":
-        abort(404)
-    return organisation
 
 
 def _int_arg(name: str) -> int | None:
@@ -71,7 +57,7 @@ def index() -> Response:
 
 @bp.get("/orgs/<slug>")
 def organisation(slug: str) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     numbers = figures.organisation_figures(org)
     main = numbers.currency(org.default_currency) or (
         numbers.currencies[0] if numbers.currencies else None)
@@ -93,7 +79,7 @@ def organisation(slug: str) -> Response:
 
 @bp.get("/orgs/<slug>/ledger")
 def ledger_view(slug: str) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     try:
         filters = public_ledger.parse_filters(request.args)
     except public_ledger.InvalidFilter as error:
@@ -125,7 +111,7 @@ def _ledger_choices(org: Organisation) -> dict[str, Any]:
 
 @bp.get("/orgs/<slug>/entries/<entry_id>")
 def entry(slug: str, entry_id: str) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     view = public_ledger.entry_view(org, entry_id=entry_id)
     return render("public/entry.html", org=org, view=view,
                   fund_names=public_ledger.fund_names(org.id))
@@ -133,7 +119,7 @@ def entry(slug: str, entry_id: str) -> Response:
 
 @bp.get("/orgs/<slug>/sequence/<int:sequence>")
 def entry_by_sequence(slug: str, sequence: int) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     view = public_ledger.entry_view(org, sequence=sequence)
     if view.row.entry_id is not None:
         response = Response(status=302)
@@ -145,14 +131,14 @@ def entry_by_sequence(slug: str, sequence: int) -> Response:
 
 @bp.get("/orgs/<slug>/verify")
 def verify(slug: str) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     report = verification.verify(org.id)
     return render("public/verify.html", "verification", org=org, report=report)
 
 
 @bp.get("/orgs/<slug>/ledger.json")
 def ledger_json(slug: str) -> Response:
-    org = public_organisation(slug)
+    org = organisations.find_public_organisation(slug)
     head = ledger.get_head(org.id)
     etag = f'"{head.sequence}-{(head.entry_hash or "empty")[7:23]}-public"'
     if request.if_none_match.contains(etag.strip('"')):
@@ -171,11 +157,8 @@ CSV_COLUMNS = ("date", "sequence", "type", "category", "fund", "payee_or_donor",
 
 @bp.get("/orgs/<slug>/ledger.csv")
 def ledger_csv(slug: str) -> Response:
-    org = public_organisation(slug)
-    try:
-        filters = public_ledger.parse_filters(request.args)
-    except public_ledger.InvalidFilter as error:
-        return error_page(400, error.message)
+    org = organisations.find_public_organisation(slug)
+    filters = public_ledger.parse_filters(request.args)
     funds = public_ledger.fund_names(org.id)
 
     def lines() -> Iterator[str]:
