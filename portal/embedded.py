@@ -10,6 +10,8 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -27,6 +29,18 @@ _postgres: dict[Path, Any] = {}
 _redis: dict[Path, Any] = {}
 
 
+def _stop_cleanly_on_sigterm() -> None:
+    """Turn SIGTERM into a normal exit, so the servers are stopped and saved.
+
+    Only when nobody else handles SIGTERM (a process manager in front of the
+    development server, say); Python's default would skip the exit handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+
 def postgres_url(data_dir: Path) -> str:
     """Start (or join) the PostgreSQL server in ``data_dir``; return its URL."""
     try:
@@ -41,6 +55,7 @@ def postgres_url(data_dir: Path) -> str:
         if server is None:
             data_dir.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded PostgreSQL in %s", data_dir)
+            _stop_cleanly_on_sigterm()
             with warnings.catch_warnings():
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
                 warnings.simplefilter("ignore")
