@@ -8,6 +8,7 @@ used when the variables are set.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import os
 import signal
@@ -56,6 +57,7 @@ def postgres_url(data_dir: Path) -> str:
             data_dir.parent.mkdir(parents=True, exist_ok=True)
             log.info("starting embedded PostgreSQL in %s", data_dir)
             _stop_cleanly_on_sigterm()
+            _forget_dead_users(data_dir / ".handle_pids.json")
             with warnings.catch_warnings():
                 # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI).
                 warnings.simplefilter("ignore")
@@ -85,6 +87,21 @@ def redis_url(db_file: Path) -> str:
             _join(db_file)
             atexit.register(_leave, db_file, server)
     return "unix://" + quote(str(server.socket_file))
+
+
+def _forget_dead_users(pid_file: Path) -> None:
+    """Drop processes that died without saying goodbye from pgserver's list of users.
+
+    pgserver stops the server when its last user exits, but a process that was killed
+    never leaves the list, and the server would then never stop.
+    """
+    try:
+        pids = json.loads(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _alive(pid)]
+    if alive != pids:
+        pid_file.write_text(json.dumps(alive))
 
 
 # Several processes (the web server, CLI commands) may share one embedded Redis.
