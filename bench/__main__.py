@@ -42,14 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     with servers() as (pg_url, redis_url):
         for name in chosen:
             print(f"\n[{name}]", flush=True)
-            with fresh_database(pg_url) as database_url:
+            with fresh_database(pg_url) as urls:
                 from bench.harness import make_app
 
-                make_app(database_url, redis_url, migrate=True)
+                make_app(urls, redis_url, migrate=True)
                 extra: dict[str, Any] = {}
                 if name in SIZED and args.entries:
                     extra["entries"] = args.entries
-                SUITES[name](results, database_url, redis_url, quick=args.quick, **extra)
+                SUITES[name](results, urls, redis_url, quick=args.quick, **extra)
     table = results.markdown()
     print("\n" + table)
     if args.markdown:

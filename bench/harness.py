@@ -18,6 +18,8 @@ from typing import Any
 import psycopg
 from flask import Flask
 
+from portal.embedded import DatabaseUrls
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "instance" / "bench"
 
@@ -110,26 +112,26 @@ def servers() -> Iterator[tuple[str, str]]:
 
 
 @contextmanager
-def fresh_database(server_url: str) -> Iterator[str]:
-    """A new database for one benchmark run, dropped afterwards."""
-    from sqlalchemy.engine import make_url
+def fresh_database(server_url: str) -> Iterator[DatabaseUrls]:
+    """A new database for one benchmark run (the portal's two roles), dropped afterwards."""
+    from portal.embedded import prepare_database
 
     name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    urls = prepare_database(server_url, name)
     try:
-        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        yield urls
     finally:
         with psycopg.connect(server_url, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def make_app(database_url: str, redis_url: str, *, migrate: bool = False) -> Flask:
+def make_app(urls: DatabaseUrls, redis_url: str, *, migrate: bool = False) -> Flask:
     from portal import create_app
 
     app = create_app({
         "PORTAL_ENV": "testing",
-        "DATABASE_URL": database_url,
+        "DATABASE_URL": urls.app,
+        "MIGRATION_DATABASE_URL": urls.owner,
         "REDIS_URL": redis_url,
         "SECRET_KEY": "bench",
         "INSTANCE_PATH": tempfile.mkdtemp(prefix="bench-instance-"),
@@ -142,8 +144,19 @@ def make_app(database_url: str, redis_url: str, *, migrate: bool = False) -> Fla
     return app
 
 
-def raw_url(database_url: str) -> str:
-    return database_url.replace("postgresql+psycopg://", "postgresql://")
+@contextmanager
+def operator_context(app: Flask) -> Iterator[None]:
+    """An app context seeing every organisation, as the portal's own tools do."""
+    from portal.services import tenancy
+
+    with app.app_context():
+        tenancy.platform()
+        yield
+
+
+def raw_url(url: str) -> str:
+    """A psycopg URL from an SQLAlchemy one."""
+    return url.replace("postgresql+psycopg://", "postgresql://")
 
 
 def now() -> float:

@@ -9,7 +9,16 @@ from typing import Any
 
 import psycopg
 
-from bench.harness import Figure, Results, make_app, now, peak_rss_mb, raw_url
+from bench.harness import (
+    Figure,
+    Results,
+    make_app,
+    now,
+    operator_context,
+    peak_rss_mb,
+    raw_url,
+)
+from portal.embedded import DatabaseUrls
 
 RAW_TABLE = """
 CREATE TABLE IF NOT EXISTS bench_raw_entries (
@@ -27,23 +36,23 @@ METADATA = {"donor_name": "Bench Donor", "category": "programs", "donation_id": 
 HASH = "sha256:" + "ab" * 32
 
 
-def _create_orgs(database_url: str, redis_url: str, count: int) -> list[str]:
+def _create_orgs(urls: DatabaseUrls, redis_url: str, count: int) -> list[str]:
     from portal.services.organisations import create_organisation
 
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         return [create_organisation(name=f"Bench {i} {time.time_ns()}", country="DE",
                                     default_currency="EUR", status="active").id
                 for i in range(count)]
 
 
-def _service_writer(database_url: str, redis_url: str, orgs: list[str], count: int,
+def _service_writer(urls: DatabaseUrls, redis_url: str, orgs: list[str], count: int,
                     ready: Any, start: Any, results: Any) -> None:
     from portal.extensions import db
     from portal.services import ledger
 
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         for org in orgs[:3]:  # warm the connection, prepared statements and caches
             ledger.append_entry(org, "donation_received", 1, "EUR", METADATA)
             db.session.commit()
@@ -57,12 +66,12 @@ def _service_writer(database_url: str, redis_url: str, orgs: list[str], count: i
         results.put((began, now(), count))
 
 
-def _raw_writer(database_url: str, redis_url: str, orgs: list[str], count: int,
+def _raw_writer(urls: DatabaseUrls, redis_url: str, orgs: list[str], count: int,
                 ready: Any, start: Any, results: Any) -> None:
     import json
     import os
 
-    with psycopg.connect(raw_url(database_url)) as connection:
+    with psycopg.connect(raw_url(urls.owner)) as connection:
         prefix = f"{os.getpid()}-"
         metadata = json.dumps(METADATA)
         connection.execute("SELECT 1")
@@ -78,7 +87,7 @@ def _raw_writer(database_url: str, redis_url: str, orgs: list[str], count: int,
         results.put((began, now(), count))
 
 
-def _run_writers(target: Any, database_url: str, redis_url: str, orgs: list[str],
+def _run_writers(target: Any, urls: DatabaseUrls, redis_url: str, orgs: list[str],
                  writers: int, per_writer: int) -> float:
     """Start ``writers`` processes, release them together, return appends per second."""
     ctx = mp.get_context("spawn")
@@ -86,7 +95,7 @@ def _run_writers(target: Any, database_url: str, redis_url: str, orgs: list[str]
     processes = []
     for w in range(writers):
         mine = orgs[w::writers] if len(orgs) >= writers else orgs
-        process = ctx.Process(target=target, args=(database_url, redis_url, mine, per_writer,
+        process = ctx.Process(target=target, args=(urls, redis_url, mine, per_writer,
                                                    ready, start, results))
         process.start()
         processes.append(process)
@@ -103,34 +112,34 @@ def _run_writers(target: Any, database_url: str, redis_url: str, orgs: list[str]
     return float(sum(span[2] for span in spans) / (ended - began))
 
 
-def appends(results: Results, database_url: str, redis_url: str, *, quick: bool) -> None:
+def appends(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool) -> None:
     total = 1_200 if quick else 6_000
-    with psycopg.connect(raw_url(database_url), autocommit=True) as connection:
+    with psycopg.connect(raw_url(urls.owner), autocommit=True) as connection:
         connection.execute(RAW_TABLE)
     for org_count, writers, goal in ((1, 1, 1_500), (1, 4, 1_500), (100, 4, 4_000)):
-        orgs = _create_orgs(database_url, redis_url, org_count)
+        orgs = _create_orgs(urls, redis_url, org_count)
         per_writer = total // writers
-        service = _run_writers(_service_writer, database_url, redis_url, orgs, writers,
+        service = _run_writers(_service_writer, urls, redis_url, orgs, writers,
                                per_writer)
-        raw = _run_writers(_raw_writer, database_url, redis_url, orgs, writers, per_writer)
+        raw = _run_writers(_raw_writer, urls, redis_url, orgs, writers, per_writer)
         label = f"appends, {org_count} org{'s' if org_count > 1 else ''}, {writers} writer"
         results.add(Figure(label + ("s" if writers > 1 else ""), service, "appends/s",
                            "raw INSERT+COMMIT", raw, f"goal ≥ {goal:,}/s", service >= goal))
 
 
-def bulk(results: Results, database_url: str, redis_url: str, *, quick: bool) -> None:
+def bulk(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool) -> None:
     from portal.services import demo
 
     entries = 50_000 if quick else 300_000
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         began = time.perf_counter()
         demo.build_demo_data(organisations=1, entries=entries, seed=7)
         service = entries / (time.perf_counter() - began)
     rows = [(f"led_bulk_{i}", "org_bulk", i, "2030-01-01T00:00:00Z", "donation_received", 100,
              "EUR", '{"donor_name":"Bench Donor","category":"programs"}', HASH, HASH, i)
             for i in range(entries)]
-    with psycopg.connect(raw_url(database_url)) as connection:
+    with psycopg.connect(raw_url(urls.owner)) as connection:
         connection.execute(RAW_TABLE)
         connection.execute("CREATE TEMP TABLE bulk_raw (LIKE bench_raw_entries INCLUDING ALL)")
         began = time.perf_counter()
@@ -146,24 +155,24 @@ def bulk(results: Results, database_url: str, redis_url: str, *, quick: bool) ->
                        "raw COPY", raw, "goal ≥ 20,000/s", service >= 20_000))
 
 
-def _verify_child(database_url: str, redis_url: str, org: str, results: Any) -> None:
+def _verify_child(urls: DatabaseUrls, redis_url: str, org: str, results: Any) -> None:
     from portal.services import ledger
 
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         began = time.perf_counter()
         outcome = ledger.verify_chain(org)
         seconds = time.perf_counter() - began
     results.put((outcome.valid, outcome.entry_count, seconds, peak_rss_mb()))
 
 
-def _hash_child(database_url: str, redis_url: str, org: str, results: Any) -> None:
+def _hash_child(urls: DatabaseUrls, redis_url: str, org: str, results: Any) -> None:
     """Hash exactly the bytes verify_chain hashes, with hashlib alone (payloads built first)."""
     from amply_verify.hashing import canonical_json
     from portal.services import ledger
 
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         payloads = [
             "|".join((e.entry_id, e.timestamp, e.organisation_id, e.type, str(e.amount),
                       e.currency, canonical_json(e.metadata), e.prev_entry_hash or "null")
@@ -177,22 +186,22 @@ def _hash_child(database_url: str, redis_url: str, org: str, results: Any) -> No
     results.put((len(payloads), time.perf_counter() - began))
 
 
-def verify(results: Results, database_url: str, redis_url: str, *, quick: bool,
+def verify(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool,
            entries: int | None = None) -> None:
     from portal.services import demo
 
     size = entries or (100_000 if quick else 1_000_000)
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         print(f"  building a {size:,}-entry ledger for verify_chain …", flush=True)
         org = demo.build_demo_data(organisations=1, entries=size, seed=11)[0].id
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    child = ctx.Process(target=_verify_child, args=(database_url, redis_url, org, queue))
+    child = ctx.Process(target=_verify_child, args=(urls, redis_url, org, queue))
     child.start()
     valid, count, seconds, rss = queue.get()
     child.join()
-    child = ctx.Process(target=_hash_child, args=(database_url, redis_url, org, queue))
+    child = ctx.Process(target=_hash_child, args=(urls, redis_url, org, queue))
     child.start()
     hashed, hash_seconds = queue.get()
     child.join()

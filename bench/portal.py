@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from bench.harness import ROOT, Figure, Results, make_app, percentile
+from bench.harness import ROOT, Figure, Results, make_app, operator_context, percentile
+from portal.embedded import DatabaseUrls
 
 REQUESTS = 200
 
@@ -27,9 +28,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _start_gunicorn(database_url: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
+def _start_gunicorn(urls: DatabaseUrls, redis_url: str, port: int) -> subprocess.Popen[bytes]:
     environ = {
-        **os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url,
+        **os.environ, "DATABASE_URL": urls.app, "REDIS_URL": redis_url,
         "SECRET_KEY": "bench-secret-key-bench-secret-key", "PORTAL_ENV": "production",
         "LOG_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore",
     }
@@ -78,19 +79,19 @@ def _worker_peak_mb(process: subprocess.Popen[bytes]) -> float:
     return max(peaks, default=0.0)
 
 
-def pages(results: Results, database_url: str, redis_url: str, *, quick: bool,
+def pages(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool,
           entries: int | None = None) -> None:
     from portal.services import demo
 
     size = entries or (100_000 if quick else 1_000_000)
-    app = make_app(database_url, redis_url)
-    with app.app_context():
+    app = make_app(urls, redis_url)
+    with operator_context(app):
         print(f"  building a {size:,}-entry ledger …", flush=True)
         org = demo.build_demo_data(organisations=1, entries=size, seed=21)[0]
         slug, org_id = org.slug, org.id
-    _vacuum(database_url)
+    _vacuum(urls)
     port = _free_port()
-    server = _start_gunicorn(database_url, redis_url, port)
+    server = _start_gunicorn(urls, redis_url, port)
     try:
         hello = _latencies(port, "/healthz")
         hello_p50, hello_p95 = percentile(hello, 50), percentile(hello, 95)
@@ -119,7 +120,7 @@ def pages(results: Results, database_url: str, redis_url: str, *, quick: bool,
             received += len(chunk)
         seconds = time.perf_counter() - began
         rate = size / seconds
-        baseline = _raw_stream_rate(database_url, org_id)
+        baseline = _raw_stream_rate(urls, org_id)
         results.add(Figure(f"JSON export over HTTP ({size:,} entries, {received / 1e6:.0f} MB)",
                            rate, "entries/s", "database read alone", baseline,
                            "goal ≥ 100,000/s", rate >= 100_000))
@@ -131,25 +132,26 @@ def pages(results: Results, database_url: str, redis_url: str, *, quick: bool,
         server.wait(timeout=30)
 
 
-def _vacuum(database_url: str) -> None:
+def _vacuum(urls: DatabaseUrls) -> None:
     """Let index-only scans see the freshly loaded rows, as autovacuum would."""
     import psycopg
 
     from bench.harness import raw_url
 
-    with psycopg.connect(raw_url(database_url), autocommit=True) as connection:
+    with psycopg.connect(raw_url(urls.owner), autocommit=True) as connection:
         connection.execute("VACUUM ANALYZE ledger_entries")
 
 
-def _raw_stream_rate(database_url: str, organisation_id: str) -> float:
+def _raw_stream_rate(urls: DatabaseUrls, organisation_id: str) -> float:
     """Entries per second of reading the same rows with a server-side cursor, nothing else."""
     import psycopg
 
     from bench.harness import raw_url
 
-    with psycopg.connect(raw_url(database_url)) as connection, connection.cursor(
+    with psycopg.connect(raw_url(urls.app)) as connection, connection.cursor(
         name="bench_read"
     ) as cursor:
+        connection.execute("SELECT set_config('app.platform', 'on', true)")
         cursor.itersize = 2_000
         began = time.perf_counter()
         cursor.execute("SELECT * FROM ledger_entries WHERE organisation_id = %s"

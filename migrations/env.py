@@ -3,6 +3,7 @@
 import logging
 from logging.config import fileConfig
 
+import sqlalchemy as sa
 from alembic import context
 from flask import current_app
 
@@ -13,10 +14,12 @@ logger = logging.getLogger("alembic.env")
 
 migrate_ext = current_app.extensions["migrate"]
 target_metadata = migrate_ext.db.metadata
+# Migrations run as the role that owns the schema, not as the portal's own role.
+MIGRATION_URL = current_app.config["MIGRATION_DATABASE_URI"]
 
 
 def run_migrations_offline() -> None:
-    url = migrate_ext.db.engine.url.render_as_string(hide_password=False)
+    url = MIGRATION_URL
     context.configure(url=url, target_metadata=target_metadata, literal_binds=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -30,10 +33,15 @@ def run_migrations_online() -> None:
 
     conf_args = dict(migrate_ext.configure_args)
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
-    with migrate_ext.db.engine.connect() as connection:
-        context.configure(connection=connection, target_metadata=target_metadata, **conf_args)
-        with context.begin_transaction():
-            context.run_migrations()
+    engine = sa.create_engine(MIGRATION_URL, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=target_metadata,
+                              **conf_args)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
 
 
 if context.is_offline_mode():

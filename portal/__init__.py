@@ -36,8 +36,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"
 
-    database_url = settings["DATABASE_URL"] or embedded.postgres_url(instance_path / "postgres")
+    if settings["DATABASE_URL"]:
+        database_url = settings["DATABASE_URL"]
+        migration_url = settings["MIGRATION_DATABASE_URL"] or database_url
+    else:
+        urls = embedded.postgres_urls(instance_path / "postgres")
+        database_url, migration_url = urls.app, urls.owner
     app.config["SQLALCHEMY_DATABASE_URI"] = sqlalchemy_url(database_url)
+    app.config["MIGRATION_DATABASE_URI"] = sqlalchemy_url(migration_url)
     app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {
         "pool_size": settings["DATABASE_POOL_SIZE"],
         "max_overflow": settings["DATABASE_POOL_SIZE"],

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 import click
 import sqlalchemy as sa
@@ -15,11 +18,24 @@ from flask.cli import AppGroup
 
 from portal.extensions import db
 from portal.models import Organisation
-from portal.services import demo, ledger, ledger_export, organisations
+from portal.services import demo, ledger, ledger_export, organisations, tenancy
 from portal.services.errors import DomainError
 
 orgs_cli = AppGroup("orgs", help="Organisations.")
 ledger_cli = AppGroup("ledger", help="Verify and export organisations' ledgers.")
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def operator(command: Callable[P, R]) -> Callable[P, R]:
+    """Commands are run by the portal's operators: they see every organisation."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        tenancy.platform()
+        return command(*args, **kwargs)
+
+    return run
 
 
 class InputError(click.ClickException):
@@ -39,6 +55,7 @@ def _organisation(reference: str) -> Organisation:
 @orgs_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--status", type=click.Choice(["pending", "active", "suspended"]))
+@operator
 def orgs_list(as_json: bool, status: str | None) -> None:
     """List organisations with their ledger size."""
     rows = organisations.list_organisations(status=status)
@@ -64,6 +81,7 @@ def orgs_list(as_json: bool, status: str | None) -> None:
 
 @ledger_cli.command("verify")
 @click.argument("organisation")
+@operator
 def ledger_verify(organisation: str) -> None:
     """Recompute every hash and link of ORGANISATION's ledger (id or slug)."""
     org = _organisation(organisation)
@@ -88,6 +106,7 @@ def ledger_verify(organisation: str) -> None:
               help="File to write, or - for standard output.")
 @click.option("--audience", type=click.Choice(ledger_export.AUDIENCES), default="public",
               show_default=True, help="public redacts hidden entries; auditor redacts nothing.")
+@operator
 def ledger_export_command(organisation: str, output: str, audience: str) -> None:
     """Write ORGANISATION's ledger as JSON (format: docs/ledger-spec.md)."""
     org = _organisation(organisation)
@@ -136,6 +155,7 @@ def _readable_like_any_new_file(path: Path) -> None:
               help="Ledger entries per organisation.")
 @click.option("--seed", type=int, help="Seed for repeatable amounts and names.")
 @click.option("--if-empty", is_flag=True, help="Do nothing when organisations already exist.")
+@operator
 def demo_data(orgs: int, entries: int, seed: int | None, if_empty: bool) -> None:
     """Create realistic demo organisations with a year of ledger history."""
     if if_empty and db.session.scalar(sa.select(sa.func.count()).select_from(Organisation)):

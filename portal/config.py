@@ -51,8 +51,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Signs sessions and tokens. Empty in development: a random key is created "
             "once and kept in `instance/secret_key`. Required in production."),
     Setting("DATABASE_URL", "",
-            "PostgreSQL URL (`postgresql://user:pass@host/db`). Empty: an embedded "
-            "PostgreSQL server keeps its data under `instance/postgres`."),
+            "PostgreSQL URL the portal connects with (`postgresql://user:pass@host/db`), "
+            "as a role that owns no table and cannot bypass row-level security. Empty: an "
+            "embedded PostgreSQL server keeps its data under `instance/postgres`."),
+    Setting("MIGRATION_DATABASE_URL", "",
+            "PostgreSQL URL of the role that owns the schema, for migrations. Empty: "
+            "`DATABASE_URL` (or the embedded server's owner role)."),
     Setting("REDIS_URL", "",
             "Redis URL (`redis://host:6379/0` or `unix:///path/redis.sock`). Empty: an "
             "embedded Redis server keeps its data in `instance/redis.db`."),

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -42,8 +43,54 @@ def _stop_cleanly_on_sigterm() -> None:
         signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
 
 
+OWNER_ROLE = "portal_owner"
+APP_ROLE = "portal_app"
+DATABASE = "portal"
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    """Where the portal connects (a role that owns nothing and cannot bypass row-level
+    security) and where migrations run (the role that owns the schema)."""
+
+    app: str
+    owner: str
+
+
+def prepare_database(admin_url: str, database: str = DATABASE) -> DatabaseUrls:
+    """Create the two roles and the database (owned by the owner role) if missing.
+
+    ``admin_url`` is a superuser's URL on the same server; the embedded server and the
+    tests use it. A production database is prepared by its operator (docs/operations.md).
+    """
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for role, options in ((OWNER_ROLE, "LOGIN"),
+                              (APP_ROLE, "LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB "
+                                         "NOCREATEROLE")):
+            if not admin.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone():
+                admin.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(role)))
+        if not admin.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                             (database,)).fetchone():
+            admin.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                sql.Identifier(database), sql.Identifier(OWNER_ROLE)))
+    base = make_url(admin_url).set(database=database)
+    return DatabaseUrls(
+        app=base.set(username=APP_ROLE, password=None).render_as_string(hide_password=False),
+        owner=base.set(username=OWNER_ROLE, password=None).render_as_string(hide_password=False),
+    )
+
+
+def postgres_urls(data_dir: Path) -> DatabaseUrls:
+    """Start (or join) the embedded server and prepare the portal's database on it."""
+    return prepare_database(postgres_url(data_dir))
+
+
 def postgres_url(data_dir: Path) -> str:
-    """Start (or join) the PostgreSQL server in ``data_dir``; return its URL."""
+    """Start (or join) the PostgreSQL server in ``data_dir``; return its superuser URL."""
     try:
         import pgserver
     except ImportError as exc:

@@ -8,19 +8,29 @@ responses always carry ``Vary: HX-Request`` so caches keep the two apart.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, AnyStr
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date, format_datetime
-from flask import Flask, Response, current_app, g, make_response, render_template, request
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    g,
+    make_response,
+    render_template,
+    request,
+    stream_with_context,
+)
 from jinja2_fragments.flask import render_block
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from portal.money import format_money
+from portal.services import tenancy
 from portal.services.errors import DomainError
 
 log = logging.getLogger(__name__)
@@ -70,6 +80,25 @@ def render(template: str, block: str | None = None, *, status: int = 200,
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def stream(chunks: Iterator[AnyStr]) -> Iterator[AnyStr]:
+    """A streamed response body that runs with the scope of the request that made it.
+
+    The body is produced after the view has returned and the request's database
+    session is gone, so the scope is carried over to the session the body uses.
+    """
+    scope = tenancy.current()
+
+    def produce() -> Iterator[AnyStr]:
+        before = tenancy.current()
+        tenancy.set_scope(scope)
+        try:
+            yield from chunks
+        finally:
+            tenancy.set_scope(before)
+
+    return stream_with_context(produce())
 
 
 # --------------------------------------------------------------------------- locale
@@ -210,7 +239,21 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
+def _start_unscoped() -> None:
+    """Every request starts seeing no organisation's rows; its blueprint widens that."""
+    g.scope_before_request = tenancy.current()
+    tenancy.reset()
+
+
+def _restore_scope(error: BaseException | None) -> None:
+    # Only matters when the request shares an app context with its caller (tests).
+    if "scope_before_request" in g:
+        tenancy.set_scope(g.scope_before_request)
+
+
 def register_web(app: Flask) -> None:
+    app.before_request(_start_unscoped)
+    app.teardown_request(_restore_scope)
     app.jinja_env.filters.update(
         money=money_filter, date=date_filter, datetime=datetime_filter,
         category=category_label, country=country_name, percent=percent_filter,

@@ -12,17 +12,22 @@ import threading
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from flask_sqlalchemy.session import Session as FlaskSession
 
 from portal import create_app
+from portal.config import sqlalchemy_url
+from portal.embedded import APP_ROLE, DatabaseUrls, prepare_database
 from portal.extensions import db
+from portal.services import tenancy
 
 TESTS = Path(__file__).parent
 
@@ -43,23 +48,35 @@ def postgres_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     server.cleanup()
 
 
-@pytest.fixture(scope="session")
-def database_url(postgres_server_url: str) -> Iterator[str]:
-    """A fresh database for this run, dropped at the end."""
-    name = f"portal_test_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(postgres_server_url, name)
-    yield url
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[tuple[DatabaseUrls, str]]:
+    """A new database with the portal's two roles: (their URLs, a superuser URL on it)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    urls = prepare_database(server_url, name)
+    try:
+        yield urls, with_database(server_url, name)
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _with_database(url: str, name: str) -> str:
+def with_database(url: str, name: str) -> str:
     from sqlalchemy.engine import make_url
 
-    parsed = make_url(url)
-    return parsed.set(database=name).render_as_string(hide_password=False)
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def test_database(postgres_server_url: str) -> Iterator[tuple[DatabaseUrls, str]]:
+    """The run's database: the portal's role URLs and a superuser URL, dropped at the end."""
+    with scratch_database(postgres_server_url, "portal_test") as database:
+        yield database
+
+
+@pytest.fixture(scope="session")
+def database_url(test_database: tuple[DatabaseUrls, str]) -> str:
+    """The URL the portal connects with: a role that owns nothing, under row-level security."""
+    return test_database[0].app
 
 
 @pytest.fixture(scope="session")
@@ -77,12 +94,14 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def app_config(
-    database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+    database_url: str, test_database: tuple[DatabaseUrls, str], redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
     return {
         "PORTAL_ENV": "testing",
         "TESTING": True,
         "DATABASE_URL": database_url,
+        "MIGRATION_DATABASE_URL": test_database[0].owner,
         "REDIS_URL": redis_url,
         "SECRET_KEY": "test-secret-key-not-for-production",
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
@@ -111,22 +130,34 @@ class _ConnectionBoundSession(FlaskSession):
         return bind or self.bind or super().get_bind(mapper, clause, bind, **kwargs)
 
 
+@pytest.fixture(scope="session")
+def superuser_engine(test_database: tuple[DatabaseUrls, str]) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(sqlalchemy_url(test_database[1]), poolclass=sa.pool.NullPool)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture
-def app(migrated_app: Flask) -> Iterator[Flask]:
+def app(migrated_app: Flask, superuser_engine: sa.Engine) -> Iterator[Flask]:
     """The app inside a transaction that is rolled back when the test ends.
 
     Commits made by the code under test become savepoints, so the code behaves as in
-    production while the database is left as it was found.
+    production while the database is left as it was found. The connection acts as the
+    portal's own role (row-level security and all); ``as_superuser`` steps out of it to
+    do what only a database superuser could (tampering, for one). The test body itself
+    runs with the operators' scope; each request sets its own.
     """
     with migrated_app.app_context():
-        connection = db.engine.connect()
+        connection = superuser_engine.connect()
         outer = connection.begin()
+        connection.exec_driver_sql(f"SET ROLE {APP_ROLE}")
         original = db.session
         db.session = db._make_scoped_session({
             "bind": connection,
             "join_transaction_mode": "create_savepoint",
             "class_": _ConnectionBoundSession,
         })
+        tenancy.platform()
         try:
             yield migrated_app
         finally:
@@ -136,10 +167,21 @@ def app(migrated_app: Flask) -> Iterator[Flask]:
             connection.close()
 
 
+@contextmanager
+def as_superuser() -> Iterator[None]:
+    """Within ``app``'s transaction: act as a database superuser, then as the portal again."""
+    db.session.execute(sa.text("RESET ROLE"))
+    try:
+        yield
+    finally:
+        db.session.execute(sa.text(f"SET ROLE {APP_ROLE}"))
+
+
 @pytest.fixture
 def committed_app(migrated_app: Flask) -> Iterator[Flask]:
     """The app with real commits (for concurrency); create your own organisations."""
     with migrated_app.app_context():
+        tenancy.platform()
         yield migrated_app
         db.session.remove()
 
@@ -186,6 +228,7 @@ def run_in_threads(app: Flask, count: int, work: Callable[[int], None]) -> list[
 
     def target(index: int) -> None:
         with app.app_context():
+            tenancy.platform()
             try:
                 barrier.wait()
                 work(index)

@@ -13,6 +13,7 @@ from flask.testing import FlaskCliRunner
 from portal.extensions import db
 from portal.models import Organisation
 from portal.services import ledger
+from tests.conftest import as_superuser
 
 
 def test_orgs_list_shows_a_table(runner: FlaskCliRunner,
@@ -56,10 +57,11 @@ def test_ledger_verify_fails_and_names_the_broken_entry(
     org = create_org()
     entries = [ledger.append_entry(org.id, "donation_received", a, "EUR") for a in (100, 200)]
     db.session.commit()
-    db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    db.session.execute(sa.text("UPDATE ledger_entries SET amount = 999 WHERE entry_id = :e"),
-                       {"e": entries[1].entry_id})
-    db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+    with as_superuser():
+        db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+        db.session.execute(sa.text("UPDATE ledger_entries SET amount = 999 WHERE entry_id = :e"),
+                           {"e": entries[1].entry_id})
+        db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
     result = runner.invoke(args=["ledger", "verify", org.id])
     assert result.exit_code == 1
     assert f"INVALID: hash_mismatch at entry {entries[1].entry_id} (sequence 2)" in result.output

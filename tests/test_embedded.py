@@ -17,11 +17,12 @@ import json, sys
 import flask_migrate
 from portal import create_app
 from portal.extensions import db, redis_store
-from portal.services import ledger, organisations
+from portal.services import ledger, organisations, tenancy
 
 app = create_app()
 with app.app_context():
     flask_migrate.upgrade()
+    tenancy.platform()
     store = redis_store.client()
     if sys.argv[1] == "write":
         org = organisations.create_organisation(name="Persistent Org", country="FR",

@@ -293,7 +293,7 @@ $$;
 """
 
 # One statement-level trigger checks and absorbs every INSERT, whether it carries
-# one entry or a bulk COPY of thousands: set-based checks cost the same per row.
+# one entry or a bulk load of thousands: set-based checks cost the same per row.
 # Concurrent writers are serialised by the unique (organisation_id, sequence) index
 # and by the head row's lock taken in the UPDATE below; the application also locks
 # the head before it computes hashes.
@@ -354,6 +354,19 @@ BEGIN
         RAISE EXCEPTION 'ledger entry % (organisation %, sequence %) refused: %',
             r.entry_id, r.organisation_id, r.sequence, r.problem
             USING ERRCODE = 'AL002';
+    END IF;
+
+    -- A fund named by an entry belongs to the entry's organisation.
+    SELECT used.entry_id, used.fund INTO bad
+      FROM (SELECT DISTINCT ON (organisation_id, metadata->>'fund_id')
+                   entry_id, organisation_id, metadata->>'fund_id' AS fund
+              FROM new_entries WHERE metadata ? 'fund_id') used
+     WHERE NOT EXISTS (SELECT 1 FROM funds f
+                        WHERE f.id = used.fund AND f.organisation_id = used.organisation_id)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'ledger entry % refused: fund % does not belong to its organisation',
+            bad.entry_id, bad.fund USING ERRCODE = 'AL002';
     END IF;
 
     -- Links to earlier entries must point inside the same ledger, at the right kind.

@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models, one module per aggregate. The schema itself lives in migrations/."""
 
 from portal.extensions import Base
+from portal.models.expense import EXPENSE_STATUSES, RECEIPT_TYPES, Expense
 from portal.models.ledger import (
     ENTRY_TYPES,
     VISIBILITY_LEVELS,
@@ -12,24 +13,36 @@ from portal.models.ledger import (
 from portal.models.organisation import (
     FUND_TYPES,
     ORGANISATION_STATUSES,
+    Category,
     Fund,
+    Invitation,
     Organisation,
+    OrganisationEvent,
 )
-from portal.models.user import ROLES, Membership, User
+from portal.models.user import IP_BINDINGS, ROLES, Membership, RecoveryCode, SecurityEvent, User
 
 __all__ = [
     "ENTRY_TYPES",
+    "EXPENSE_STATUSES",
     "FUND_TYPES",
+    "IP_BINDINGS",
     "ORGANISATION_STATUSES",
+    "RECEIPT_TYPES",
     "ROLES",
     "VISIBILITY_LEVELS",
     "WITHHELD_LEVELS",
     "Base",
+    "Category",
+    "Expense",
     "Fund",
+    "Invitation",
     "LedgerEntry",
     "LedgerHead",
     "LedgerTotal",
     "Membership",
     "Organisation",
+    "OrganisationEvent",
+    "RecoveryCode",
+    "SecurityEvent",
     "User",
 ]

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.extensions import Base
@@ -79,3 +81,63 @@ class Fund(Base):
     @property
     def is_restricted(self) -> bool:
         return self.type == "restricted"
+
+
+class Category(Base):
+    """A spending category an organisation keeps: a stable slug and a label for people."""
+
+    __tablename__ = "organisation_categories"
+
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), primary_key=True
+    )
+    slug: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    label: Mapped[str] = mapped_column(sa.String(80))
+    archived_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+
+class Invitation(Base):
+    __tablename__ = "invitations"
+
+    id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"), index=True
+    )
+    email: Mapped[str] = mapped_column(sa.String(320))
+    role: Mapped[str] = mapped_column(sa.String(16))
+    invited_by: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+    expires_at: Mapped[datetime] = mapped_column(sa.DateTime(timezone=True))
+    accepted_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    accepted_by: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"))
+    revoked_at: Mapped[datetime | None] = mapped_column(sa.DateTime(timezone=True))
+
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('owner', 'admin', 'finance', 'viewer', 'auditor')", name="role"),
+    )
+
+
+class OrganisationEvent(Base):
+    """The organisation's activity log: approvals, rejections, member changes, settings."""
+
+    __tablename__ = "organisation_events"
+
+    id: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id", ondelete="CASCADE"))
+    actor_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(sa.String(40))
+    subject: Mapped[str] = mapped_column(sa.String(80), default="")
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict)
+    created_at: Mapped[datetime] = mapped_column(
+        sa.DateTime(timezone=True), server_default=sa.func.now()
+    )
+
+    __table_args__ = (
+        sa.Index("ix_organisation_events_organisation_id_created_at", "organisation_id",
+                 "created_at"),
+    )

@@ -279,7 +279,7 @@ def _corrections(created: list[Organisation], rng: random.Random) -> None:
     for organisation in created:
         expenses = db.session.execute(
             sa.text("SELECT entry_id FROM ledger_entries WHERE organisation_id = :org"
-                    " AND type = 'expense' AND metadata->>'visibility' = 'public_full'"
+                    " AND type = 'expense' AND visibility = 'public_full'"
                     " ORDER BY sequence DESC LIMIT 20"),
             {"org": organisation.id},
         ).scalars().all()

@@ -127,10 +127,10 @@ def _scheduled(organisation_ids: list[str]) -> list[_ScheduledTotal]:
     """Entries still waiting for disclosure, grouped like the running totals."""
     rows = db.session.execute(
         sa.text(
-            "SELECT organisation_id, currency, type, COALESCE(metadata->>'category', ''),"
-            " COALESCE(metadata->>'fund_id', ''), count(*), sum(amount) FROM ledger_entries"
-            " WHERE organisation_id = ANY(:orgs) AND metadata->>'visibility' = 'delayed_public'"
-            "   AND metadata->>'reveal_at' > :now GROUP BY 1, 2, 3, 4, 5"
+            "SELECT organisation_id, currency, type, COALESCE(category, ''),"
+            " COALESCE(fund_id, ''), count(*), sum(amount) FROM ledger_entries"
+            " WHERE organisation_id = ANY(:orgs) AND visibility = 'delayed_public'"
+            "   AND reveal_at > :now GROUP BY 1, 2, 3, 4, 5"
         ),
         {"orgs": organisation_ids, "now": ledger.utc_timestamp()},
     )

@@ -11,8 +11,11 @@ bound parameter (hence the ``noqa: S608`` markers).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,6 +30,7 @@ from portal.extensions import db
 from portal.ids import new_id, new_ids
 from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, WITHHELD_LEVELS, LedgerEntry
 from portal.money import is_known_currency
+from portal.services import tenancy
 from portal.services.errors import Conflict, DomainError, NotFound
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -440,7 +444,7 @@ _general_fund: dict[str, str] = {}
 _FUND_CACHE_LIMIT = 100_000
 
 
-def _learn_funds(organisation_ids: Iterable[str], fund_ids: Iterable[str]) -> None:
+def _learn_funds(organisation_ids: Iterable[str], fund_ids: Iterable[str] = ()) -> None:
     orgs = [org for org in set(organisation_ids) if org not in _general_fund]
     funds = [fund for fund in set(fund_ids) if fund not in _fund_owner]
     if not orgs and not funds:
@@ -453,6 +457,16 @@ def _learn_funds(organisation_ids: Iterable[str], fund_ids: Iterable[str]) -> No
         (funds, orgs),
     )
     for fund_id, organisation_id, fund_type in rows:
+        _fund_owner[fund_id] = organisation_id
+        if fund_type == "general":
+            _general_fund[organisation_id] = fund_id
+
+
+def _learn_all_funds(organisation_id: str) -> None:
+    """Know every fund of one organisation (before a bulk load, which cannot stop to ask)."""
+    rows = _driver_connection().execute(
+        "SELECT id, type FROM funds WHERE organisation_id = %s", (organisation_id,))
+    for fund_id, fund_type in rows:
         _fund_owner[fund_id] = organisation_id
         if fund_type == "general":
             _general_fund[organisation_id] = fund_id
@@ -542,7 +556,17 @@ def _insert_sql(rows: int) -> str:
 
 
 _INSERT_ONE = _insert_sql(1)
-_COPY_SQL = f"COPY ledger_entries ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
+# Bulk loads go through a temporary table that COPY can fill, since COPY cannot
+# write to a table under row-level security.
+_STAGING_TABLE = (
+    "CREATE TEMPORARY TABLE IF NOT EXISTS ledger_staging"
+    " (LIKE ledger_entries INCLUDING DEFAULTS)"
+)
+_COPY_TO_STAGING = f"COPY ledger_staging ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
+_INSERT_FROM_STAGING = (
+    f"INSERT INTO ledger_entries ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608
+    f" SELECT {', '.join(_INSERT_COLUMNS)} FROM ledger_staging ORDER BY sequence"
+)
 
 
 def _insert(entries: Sequence[tuple[Entry, str | None]]) -> None:
@@ -800,6 +824,8 @@ def record_transfer(
     if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
         raise InvalidEntry("a transfer amount must be a positive integer of minor units",
                            field="amount")
+    # The one write that crosses tenants: the receiving ledger joins this scope.
+    tenancy.include(to_organisation_id)
     out_id, in_id = new_ids("led", 2)
     reference = new_id("txf")
     common = {"transfer_ref": reference, "description": description,
@@ -846,6 +872,37 @@ def record_transfer(
 # --------------------------------------------------------------------------- bulk loading
 
 
+@dataclass(slots=True)
+class _PreparedBatch:
+    """Chained rows of one batch, and the head they were chained onto."""
+
+    rows: list[tuple[Any, ...]]
+    after_sequence: int
+    after_hash: str | None
+
+
+def _prepare_batches(
+    app: Any, ledger: _LockedLedger, drafts: Iterable[EntryDraft], batch_size: int,
+    ready: queue.Queue[_PreparedBatch | BaseException | None], stop: threading.Event,
+) -> None:
+    """Validate and hash batches ahead of the database (runs in a thread of its own)."""
+    try:
+        with app.app_context():
+            for batch in _batches(drafts, batch_size):
+                if stop.is_set():
+                    return
+                prepared = _PreparedBatch([], ledger.sequence, ledger.entry_hash)
+                now = utc_timestamp()
+                for draft, entry_id in zip(batch, new_ids("led", len(batch)), strict=True):
+                    entry = _chain(ledger, _normalise_draft(draft), entry_id, now)
+                    prepared.rows.append(_row_values(entry, draft.idempotency_key))
+                ready.put(prepared)
+    except BaseException as exc:  # handed over to the loading thread, which raises it
+        ready.put(exc)
+        return
+    ready.put(None)
+
+
 def bulk_load(
     organisation_id: str,
     drafts: Iterable[EntryDraft],
@@ -855,35 +912,63 @@ def bulk_load(
 ) -> int:
     """Append many entries fast (demo data, imports), committing after each batch.
 
-    Entries are validated and hashed exactly as ``append_entry`` does and streamed
-    into PostgreSQL's COPY as they are made, so the database stores one row while
-    the next is hashed; the database checks each batch like any other insert. Drafts
-    may carry their own timestamps, which must not go back in time. A refused batch
-    writes nothing; the batches before it stay.
+    Entries are validated and hashed exactly as ``append_entry`` does, by a helper
+    thread that stays one batch ahead, while this thread copies the previous batch
+    into a temporary table and moves it into the ledger with one INSERT … SELECT
+    (COPY cannot write to a table under row-level security); the database checks each
+    batch like any other insert. Drafts may carry their own timestamps, which must
+    not go back in time nor lie in the future. A refused batch writes nothing; the
+    batches before it stay. Entries appended by someone else meanwhile stop the load.
     """
+    _learn_all_funds(organisation_id)
+    ledger = _lock([organisation_id])[organisation_id]
+    ready: queue.Queue[_PreparedBatch | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    worker = threading.Thread(
+        target=_prepare_batches, name="ledger-bulk-load", daemon=True,
+        args=(current_app._get_current_object(), ledger, drafts, batch_size,  # type: ignore[attr-defined]
+              ready, stop),
+    )
+    worker.start()
     written = 0
-    for batch in _batches(drafts, batch_size):
-        fund_ids = {str(d.metadata["fund_id"]) for d in batch
-                    if isinstance(d.metadata, Mapping) and "fund_id" in d.metadata}
-        ledger = _lock([organisation_id], fund_ids=fund_ids)[organisation_id]
-        now = utc_timestamp()
-        ids = new_ids("led", len(batch))
-        try:
-            with _driver_connection().cursor() as cursor, cursor.copy(_COPY_SQL) as copy:
-                for draft, entry_id in zip(batch, ids, strict=True):
-                    entry = _chain(ledger, _normalise_draft(draft), entry_id, now)
-                    copy.write_row(_row_values(entry, draft.idempotency_key))
-        except psycopg.Error as exc:
-            db.session.rollback()
-            raise _translate(exc) from exc
-        except LedgerError:
-            db.session.rollback()
-            raise
-        db.session.commit()
-        written += len(batch)
-        if progress is not None:
-            progress(len(batch))
+    try:
+        while (prepared := ready.get()) is not None:
+            if isinstance(prepared, BaseException):
+                raise prepared
+            _store_batch(organisation_id, prepared)
+            written += len(prepared.rows)
+            if progress is not None:
+                progress(len(prepared.rows))
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a helper waiting to hand over a batch
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        worker.join()
     return written
+
+
+def _store_batch(organisation_id: str, prepared: _PreparedBatch) -> None:
+    """Write one prepared batch in a transaction of its own, or nothing of it."""
+    try:
+        head = _lock([organisation_id])[organisation_id]
+        if (head.sequence, head.entry_hash) != (prepared.after_sequence, prepared.after_hash):
+            raise ChainRefused("the ledger received other entries while it was being loaded; "
+                               "the entries loaded so far are kept")
+        connection = _driver_connection()
+        connection.execute(_STAGING_TABLE)
+        with connection.cursor() as cursor, cursor.copy(_COPY_TO_STAGING) as copy:
+            for row in prepared.rows:
+                copy.write_row(row)
+        connection.execute(_INSERT_FROM_STAGING)
+        connection.execute("TRUNCATE ledger_staging")
+    except psycopg.Error as exc:
+        db.session.rollback()
+        raise _translate(exc) from exc
+    except LedgerError:
+        db.session.rollback()
+        raise
+    db.session.commit()
 
 
 def _batches(items: Iterable[EntryDraft], size: int) -> Iterator[list[EntryDraft]]:

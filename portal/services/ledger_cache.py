@@ -29,8 +29,8 @@ _memory: OrderedDict[tuple[str, str], tuple[int, str | None, Any]] = OrderedDict
 def next_disclosure(organisation_id: str, now: str) -> str | None:
     """When the next scheduled entry becomes public (views change then), if any."""
     found = db.session.execute(sa.text(
-        "SELECT min(metadata->>'reveal_at') FROM ledger_entries WHERE organisation_id = :org"
-        " AND metadata->>'visibility' = 'delayed_public' AND metadata->>'reveal_at' > :now"),
+        "SELECT min(reveal_at) FROM ledger_entries WHERE organisation_id = :org"
+        " AND visibility = 'delayed_public' AND reveal_at > :now"),
         {"org": organisation_id, "now": now}).scalar_one_or_none()
     return str(found) if found else None
 

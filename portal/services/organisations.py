@@ -13,6 +13,7 @@ from portal.extensions import db
 from portal.ids import new_id
 from portal.models import Fund, LedgerHead, Membership, Organisation
 from portal.money import is_known_currency
+from portal.services import tenancy
 from portal.services.errors import DomainError, NotFound
 
 SLUG_RE = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
@@ -120,8 +121,10 @@ def add_organisation(
         )
     elif db.session.scalar(sa.select(Organisation.id).where(Organisation.slug == slug)):
         raise InvalidOrganisation(f"the address name {slug!r} is taken", field="slug")
+    organisation_id = new_id("org")
+    tenancy.include(organisation_id)
     organisation = Organisation(
-        id=new_id("org"), slug=slug, name=name, legal_name=legal_name.strip(),
+        id=organisation_id, slug=slug, name=name, legal_name=legal_name.strip(),
         country=country, default_currency=currency, status=status,
         description=description.strip(), website=website.strip(),
     )

@@ -35,18 +35,18 @@ CATEGORY_RE = ledger.CATEGORY_RE
 FUND_RE = re.compile(r"^fund_[0-9a-f]{24}$")
 ENTRY_ID_RE = re.compile(r"^led_[0-9a-f]{24,36}$")
 
-# Must equal the expression of ix_ledger_entries_public_text (migration 0002) for
-# the index to be used; a test compares the two.
+# An entry shown in full, and a row whose date, type and category are public. The
+# columns are generated from the metadata (migration 0002) so that, under row-level
+# security, filters on them can still use their indexes.
+FULL_SQL = (
+    "(visibility = 'public_full' OR (visibility = 'delayed_public' AND reveal_at <= :now))"
+)
+ROW_SQL = f"({FULL_SQL} OR visibility = 'public_aggregated')"
+# The words the public may search for: payee, donor display name, description.
 PUBLIC_TEXT = (
     "to_tsvector('simple'::regconfig, COALESCE(metadata->>'payee', '') || ' ' ||"
     " COALESCE(metadata->>'donor_name', '') || ' ' || COALESCE(metadata->>'description', ''))"
 )
-# An entry shown in full, and a row whose date, type and category are public.
-FULL_SQL = (
-    "(metadata->>'visibility' = 'public_full' OR (metadata->>'visibility' = 'delayed_public'"
-    " AND metadata->>'reveal_at' <= :now))"
-)
-ROW_SQL = f"({FULL_SQL} OR metadata->>'visibility' = 'public_aggregated')"
 
 
 class InvalidFilter(DomainError):
@@ -172,8 +172,8 @@ class _Scheduled:
     def __init__(self, organisation_id: str, now: str) -> None:
         rows = db.session.execute(sa.text(
             "SELECT sequence, currency, amount FROM ledger_entries"
-            " WHERE organisation_id = :org AND metadata->>'visibility' = 'delayed_public'"
-            "   AND metadata->>'reveal_at' > :now ORDER BY sequence"),
+            " WHERE organisation_id = :org AND visibility = 'delayed_public'"
+            "   AND reveal_at > :now ORDER BY sequence"),
             {"org": organisation_id, "now": now})
         self._sequences: dict[str, list[int]] = defaultdict(list)
         self._totals: dict[str, list[int]] = defaultdict(list)
@@ -239,10 +239,10 @@ def _conditions(organisation: Organisation, filters: LedgerFilters,
         where.append(f"type = :type AND {ROW_SQL}")
         params["type"] = filters.type
     if filters.category:
-        where.append(f"metadata->>'category' = :category AND {ROW_SQL}")
+        where.append(f"category = :category AND {ROW_SQL}")
         params["category"] = filters.category
     if filters.fund:
-        where.append(f"metadata->>'fund_id' = :fund AND {FULL_SQL}")
+        where.append(f"fund_id = :fund AND {FULL_SQL}")
         params["fund"] = filters.fund
     if filters.date_from or filters.date_to:
         low, high = _sequence_range(organisation.id, filters)
@@ -484,9 +484,9 @@ def _public_categories(organisation_id: str, now: str) -> list[str]:
     return list(db.session.scalars(sa.text(
         "SELECT category FROM ledger_totals WHERE organisation_id = :org AND category <> ''"
         " AND visibility IN ('public_full', 'public_aggregated') AND entry_count > 0"
-        " UNION SELECT metadata->>'category' FROM ledger_entries WHERE organisation_id = :org"
-        " AND metadata->>'visibility' = 'delayed_public' AND metadata->>'reveal_at' <= :now"
-        " AND metadata ? 'category' ORDER BY 1"),
+        " UNION SELECT category FROM ledger_entries WHERE organisation_id = :org"
+        " AND visibility = 'delayed_public' AND reveal_at <= :now AND category IS NOT NULL"
+        " ORDER BY 1"),
         {"org": organisation_id, "now": now}))
 
 

@@ -220,10 +220,12 @@ def test_scheduled_disclosure_limits_caching(
 
 def test_json_download_has_an_etag(client: FlaskClient, busy: Organisation) -> None:
     first = client.get(f"/orgs/{busy.slug}/ledger.json")
+    first.get_data()  # a streamed body: read it, which also ends the request
     etag = first.headers["ETag"]
     assert client.get(f"/orgs/{busy.slug}/ledger.json",
                       headers={"If-None-Match": etag}).status_code == 304
     ledger.append_entry(busy.id, "donation_received", 1, "EUR")
     db.session.commit()
-    assert client.get(f"/orgs/{busy.slug}/ledger.json",
-                      headers={"If-None-Match": etag}).status_code == 200
+    changed = client.get(f"/orgs/{busy.slug}/ledger.json", headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert json.loads(changed.get_data())["head"]["sequence"] == 121

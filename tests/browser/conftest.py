@@ -12,13 +12,11 @@ import contextlib
 import os
 import re
 import threading
-import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -27,6 +25,7 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from portal import create_app
 from portal.extensions import db
+from tests.conftest import scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -114,34 +113,29 @@ def artifacts() -> Path:
 def demo_app(postgres_server_url: str, app_config: dict[str, Any]) -> Iterator[Flask]:
     """The app on a database of its own, built by the migrations, with demo data."""
     import flask_migrate
-    from sqlalchemy.engine import make_url
 
+    from portal.services import tenancy
     from portal.services.demo import build_demo_data
 
-    name = f"portal_browser_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
-    application: Flask | None = None
-    try:
-        application = create_app({**app_config, "DATABASE_URL": url})
-        with application.app_context():
-            try:
-                flask_migrate.upgrade()
-                # 600 entries give each organisation more than one page (50 rows) of
-                # expenses; with 400, Riverside Food Bank has exactly 50.
-                organisations = build_demo_data(organisations=3, entries=600, seed=11)
-                assert [o.slug for o in organisations] == [
-                    RIVERSIDE[0], OPEN_WATER[0], KIDS_CODE[0]]
-            finally:
-                db.session.remove()
-        yield application
-    finally:
-        if application is not None:
+    with scratch_database(postgres_server_url, "portal_browser") as (urls, _):
+        application = create_app({**app_config, "DATABASE_URL": urls.app,
+                                  "MIGRATION_DATABASE_URL": urls.owner})
+        try:
+            with application.app_context():
+                try:
+                    flask_migrate.upgrade()
+                    tenancy.platform()
+                    # 600 entries give each organisation more than one page (50 rows)
+                    # of expenses; with 400, Riverside Food Bank has exactly 50.
+                    organisations = build_demo_data(organisations=3, entries=600, seed=11)
+                    assert [o.slug for o in organisations] == [
+                        RIVERSIDE[0], OPEN_WATER[0], KIDS_CODE[0]]
+                finally:
+                    db.session.remove()
+            yield application
+        finally:
             with application.app_context():
                 db.engine.dispose()
-        with psycopg.connect(postgres_server_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

@@ -557,3 +557,36 @@ def test_withheld_amounts_are_tracked_per_currency(
     assert usd.withheld_after == -5
     # What the public may see of the running balance: everything but the withheld part.
     assert rent.balance_after - rent.withheld_after == 10_000 - 200 - 1_000
+
+
+def test_bulk_load_keeps_the_batches_before_a_bad_draft(
+    create_org: Callable[..., Organisation],
+) -> None:
+    org = create_org()
+    good = [EntryDraft("donation_received", 100, "EUR", timestamp="2026-01-01T00:00:00Z")] * 4
+    bad = [EntryDraft("donation_received", -100, "EUR", timestamp="2026-01-01T00:00:00Z")]
+    with pytest.raises(InvalidEntry, match="positive"):
+        ledger.bulk_load(org.id, [*good, *bad, *good], batch_size=4)
+    assert ledger.verify_chain(org.id).entry_count == 4
+
+
+def test_bulk_load_stops_when_the_ledger_moves_underneath(
+    create_org: Callable[..., Organisation], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    org = create_org()
+    store = ledger._store_batch
+    stored: list[int] = []
+
+    def store_then_append(organisation_id: str, prepared: ledger._PreparedBatch) -> None:
+        store(organisation_id, prepared)
+        stored.append(len(prepared.rows))
+        if len(stored) == 1:  # someone appends between two batches
+            ledger.append_entry(organisation_id, "donation_received", 1, "EUR")
+            db.session.commit()
+
+    monkeypatch.setattr(ledger, "_store_batch", store_then_append)
+    drafts = [EntryDraft("donation_received", 100, "EUR", timestamp="2026-01-01T00:00:00Z")] * 6
+    with pytest.raises(ledger.ChainRefused, match="other entries"):
+        ledger.bulk_load(org.id, drafts, batch_size=3)
+    result = ledger.verify_chain(org.id)
+    assert (result.valid, result.entry_count) == (True, 4)

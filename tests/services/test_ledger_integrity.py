@@ -16,7 +16,7 @@ from amply_verify.hashing import compute_entry_hash
 from portal.extensions import db
 from portal.models import Organisation
 from portal.services import ledger
-from tests.conftest import run_in_threads
+from tests.conftest import as_superuser, run_in_threads
 
 
 def build_ledger(org: Organisation, count: int = 6) -> list[ledger.Entry]:
@@ -35,9 +35,10 @@ def build_ledger(org: Organisation, count: int = 6) -> list[ledger.Entry]:
 @contextmanager
 def triggers_disabled() -> Iterator[None]:
     """What a database superuser could do behind the application's back."""
-    db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    yield
-    db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+    with as_superuser():
+        db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+        yield
+        db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
 
 
 def sqlstate_of(error: pytest.ExceptionInfo[DBAPIError]) -> str | None:
@@ -47,9 +48,17 @@ def sqlstate_of(error: pytest.ExceptionInfo[DBAPIError]) -> str | None:
 
 
 def refused(sql: str, params: dict[str, Any] | None = None) -> pytest.ExceptionInfo[DBAPIError]:
-    with pytest.raises(DBAPIError) as info, db.session.begin_nested():
+    """Run ``sql`` as a database superuser: the guards hold even against the owner."""
+    with pytest.raises(DBAPIError) as info, as_superuser(), db.session.begin_nested():
         db.session.execute(sa.text(sql), params or {})
     return info
+
+
+def refused_to_the_portal(sql: str, params: dict[str, Any] | None = None) -> str | None:
+    """Run ``sql`` as the portal's own role; return the SQLSTATE it was refused with."""
+    with pytest.raises(DBAPIError) as info, db.session.begin_nested():
+        db.session.execute(sa.text(sql), params or {})
+    return sqlstate_of(info)
 
 
 # ------------------------------------------------------------------ tamper detection
@@ -174,6 +183,19 @@ class TestTamperDetection:
 
 @pytest.mark.usefixtures("app")
 class TestDatabaseGuards:
+    @pytest.mark.parametrize("statement", [
+        "UPDATE ledger_entries SET amount = amount WHERE organisation_id = :o",
+        "DELETE FROM ledger_entries WHERE organisation_id = :o",
+        "TRUNCATE ledger_entries",
+        "UPDATE ledger_totals SET amount = 0 WHERE organisation_id = :o",
+    ])
+    def test_the_portal_role_has_no_right_to_change_history(
+        self, create_org: Callable[..., Organisation], statement: str
+    ) -> None:
+        org = create_org()
+        build_ledger(org, 2)
+        assert refused_to_the_portal(statement, {"o": org.id}) == "42501"  # insufficient privilege
+
     def test_update_is_refused(self, create_org: Callable[..., Organisation]) -> None:
         org = create_org()
         build_ledger(org, 2)
@@ -345,3 +367,25 @@ def test_concurrent_idempotent_appends_write_once(
 
     assert run_in_threads(committed_app, 8, work) == []
     assert ledger.verify_chain(org_id).entry_count == 1
+
+
+def test_the_database_refuses_a_fund_of_another_organisation(
+    app: Flask, create_org: Callable[..., Organisation]
+) -> None:
+    import sqlalchemy as sa
+
+    from portal.models import Fund
+
+    org, other = create_org(), create_org()
+    foreign = db.session.scalar(sa.select(Fund.id).where(Fund.organisation_id == other.id))
+    entry_hash = compute_entry_hash("led_" + "f" * 24, "2026-01-01T00:00:00Z", org.id,
+                                    "donation_received", 5, "EUR", {"fund_id": foreign}, None)
+    info = refused(
+        "INSERT INTO ledger_entries (entry_id, organisation_id, sequence, timestamp, type,"
+        " amount, currency, metadata, prev_entry_hash, entry_hash, balance_after)"
+        " VALUES (:id, :org, 1, '2026-01-01T00:00:00Z', 'donation_received', 5, 'EUR',"
+        " CAST(:meta AS jsonb), NULL, :hash, 5)",
+        {"id": "led_" + "f" * 24, "org": org.id, "meta": f'{{"fund_id": "{foreign}"}}',
+         "hash": entry_hash})
+    assert sqlstate_of(info) == "AL002"
+    assert "does not belong" in str(info.value)

@@ -9,6 +9,7 @@ import pytest
 from portal.extensions import db
 from portal.models import Organisation
 from portal.services import ledger, verification
+from tests.conftest import as_superuser
 
 pytestmark = pytest.mark.usefixtures("app")
 
@@ -46,9 +47,10 @@ def test_a_broken_chain_is_reported(create_org: Callable[..., Organisation]) -> 
     org = create_org()
     entry = ledger.append_entry(org.id, "donation_received", 100, "EUR")
     db.session.commit()
-    db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
-    db.session.execute(sa.text("UPDATE ledger_entries SET amount = 5 WHERE entry_id = :e"),
-                       {"e": entry.entry_id})
-    db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
+    with as_superuser():
+        db.session.execute(sa.text("ALTER TABLE ledger_entries DISABLE TRIGGER USER"))
+        db.session.execute(sa.text("UPDATE ledger_entries SET amount = 5 WHERE entry_id = :e"),
+                           {"e": entry.entry_id})
+        db.session.execute(sa.text("ALTER TABLE ledger_entries ENABLE TRIGGER USER"))
     report = verification.verify(org.id)
     assert (report.valid, report.error, report.broken_sequence) == (False, "hash_mismatch", 1)

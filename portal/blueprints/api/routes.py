@@ -4,7 +4,7 @@ import hashlib
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, abort, jsonify, request, stream_with_context
+from flask import Response, abort, jsonify, request
 
 from portal.blueprints.api import bp
 from portal.blueprints.api.openapi import openapi_document
@@ -19,7 +19,7 @@ from portal.services import (
     public_ledger,
 )
 from portal.services.organisations import find_public_organisation
-from portal.web import render
+from portal.web import render, stream
 
 csrf.exempt(bp)  # read-only JSON; nothing here changes state
 
@@ -156,7 +156,7 @@ def _conditional(response: Response) -> Response:
 def organisation_export(reference: str) -> Response:
     org = find_public_organisation(reference)
     chunks = ledger_export.export_chunks(org, "public")
-    response = Response(stream_with_context(chunks), mimetype="application/json")
+    response = Response(stream(chunks), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{org.slug}-ledger.json"'
     return response
 

@@ -5,7 +5,7 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, abort, request, stream_with_context, url_for
+from flask import Response, abort, request, url_for
 
 from portal.blueprints.public import bp
 from portal.charts import bar_chart
@@ -20,7 +20,7 @@ from portal.services import (
     public_ledger,
     verification,
 )
-from portal.web import category_label, money_filter, render
+from portal.web import category_label, money_filter, render, stream
 
 LATEST_ENTRIES = 10
 
@@ -144,7 +144,7 @@ def ledger_json(slug: str) -> Response:
     if request.if_none_match.contains(etag.strip('"')):
         return Response(status=304, headers={"ETag": etag})
     chunks = ledger_export.export_chunks(org, "public")
-    response = Response(stream_with_context(chunks), mimetype="application/json")
+    response = Response(stream(chunks), mimetype="application/json")
     response.headers["Content-Disposition"] = f'attachment; filename="{org.slug}-ledger.json"'
     response.headers["ETag"] = etag
     response.headers["Cache-Control"] = "public, max-age=60"
@@ -173,7 +173,7 @@ def ledger_csv(slug: str) -> Response:
                 buffer.truncate()
         yield buffer.getvalue()
 
-    response = Response(stream_with_context(lines()), mimetype="text/csv")
+    response = Response(stream(lines()), mimetype="text/csv")
     response.headers["Content-Disposition"] = f'attachment; filename="{org.slug}-ledger.csv"'
     return response
 
