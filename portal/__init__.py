@@ -7,13 +7,23 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 
 from portal import embedded
 from portal.config import check_settings, load_settings, secret_key_for, sqlalchemy_url
-from portal.extensions import csrf, db, htmx, migrate, redis_store
+from portal.extensions import csrf, db, htmx, limiter, limits_storage_uri, migrate, redis_store
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _fresh_request_globals() -> None:
+    """A request starts with nothing left in ``g`` by earlier work in its app context.
+
+    Each request normally has an app context of its own; when it shares one (a test
+    body, an internal request), stale values such as the signed-in user or the CSRF
+    token of an earlier request must not carry over.
+    """
+    g.__dict__.clear()
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -58,17 +68,24 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     logging.getLogger("portal").setLevel(settings["LOG_LEVEL"])
 
+    # Registered first, so it runs before any extension's own request hooks.
+    app.before_request(_fresh_request_globals)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
     csrf.init_app(app)
     htmx.init_app(app)
     redis_store.init_app(app)
+    app.config.setdefault("RATELIMIT_STORAGE_URI", limits_storage_uri(app.config["REDIS_URL"]))
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    limiter.init_app(app)
 
     from portal import models  # noqa: F401  (registers the tables on the metadata)
+    from portal.auth import init_auth
     from portal.blueprints import register_blueprints
     from portal.cli import register_cli
     from portal.web import register_web
 
+    init_auth(app)
     register_blueprints(app)
     register_web(app)
     register_cli(app)

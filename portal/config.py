@@ -73,6 +73,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("INSTANCE_PATH", "",
             "Folder for local state (embedded databases, uploads, keys). Empty: "
             "`instance/` beside the `portal` package."),
+    Setting("MAIL_SERVER", "",
+            "SMTP host for outgoing email. Empty: messages are written to the outbox "
+            "folder instead (and listed at `/dev/outbox` in debug mode)."),
+    Setting("MAIL_PORT", "587", "SMTP port.", _int),
+    Setting("MAIL_USE_TLS", "true", "Use STARTTLS with the SMTP server.", _bool),
+    Setting("MAIL_USERNAME", "", "SMTP user name (empty: no login)."),
+    Setting("MAIL_PASSWORD", "", "SMTP password."),
+    Setting("MAIL_FROM", "Amply <no-reply@amply.invalid>", "Sender of outgoing email."),
+    Setting("MAIL_OUTBOX", "", "Outbox folder when no SMTP host is set. Empty: "
+            "`instance/outbox`."),
+    Setting("SESSION_IDLE_MINUTES", "30", "Sign out after this long without a request.",
+            _int),
+    Setting("SESSION_LIFETIME_HOURS", "12",
+            "Sign out this long after signing in, whatever the activity.", _int),
     Setting("DATABASE_POOL_SIZE", "10",
             "Connections each app process keeps open; as many more may open under load.",
             _int),

@@ -8,6 +8,9 @@ import orjson
 import psycopg.types.json
 import redis
 from flask import Flask
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -55,4 +58,14 @@ db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
 csrf = CSRFProtect()
 htmx = Htmx()
+login_manager = LoginManager()
+# Limits are counted in Redis, so every worker and every app process shares them.
+limiter = Limiter(key_func=get_remote_address, strategy="moving-window")
 redis_store = RedisClient()
+
+
+def limits_storage_uri(redis_url: str) -> str:
+    """The limits library names unix-socket Redis ``redis+unix://``."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url[len("unix://"):]
+    return redis_url

@@ -243,3 +243,81 @@ def run_in_threads(app: Flask, count: int, work: Callable[[int], None]) -> list[
     for thread in threads:
         thread.join()
     return errors
+
+
+# --------------------------------------------------------------------------- people
+
+DEFAULT_PASSWORD = "correct horse battery staple 9"
+
+
+@pytest.fixture
+def create_user(app: Flask) -> Callable[..., Any]:
+    """Factory: ``create_user(email=…, mfa=True, admin=True)`` returns a confirmed User."""
+    from datetime import UTC, datetime
+
+    from portal.services import accounts
+
+    counter = iter(range(1_000_000))
+
+    def make(email: str | None = None, password: str = DEFAULT_PASSWORD, *,
+             name: str = "", mfa: bool = False, admin: bool = False,
+             confirmed: bool = True) -> Any:
+        address = email or f"person{next(counter)}-{uuid.uuid4().hex[:6]}@example.org"
+        user = accounts.register(address, password, name or address.split("@")[0])
+        if confirmed:
+            user.email_confirmed_at = datetime.now(UTC)
+        if mfa:
+            user.mfa_enabled_at = datetime.now(UTC)
+        user.is_platform_admin = admin
+        db.session.commit()
+        return user
+
+    return make
+
+
+@pytest.fixture
+def add_member(app: Flask) -> Callable[..., Any]:
+    """``add_member(org, user, "finance")``: make ``user`` a member with that role."""
+    from portal.models import Membership
+
+    def add(organisation: Any, user: Any, role: str) -> Any:
+        membership = Membership(organisation_id=organisation.id, user_id=user.id, role=role)
+        db.session.add(membership)
+        db.session.commit()
+        return membership
+
+    return add
+
+
+def sign_in_as(client: FlaskClient, user: Any) -> None:
+    """Give ``client`` the session a completed sign-in leaves (without typing a password).
+
+    Tests of what signed-in people may do use this; tests of signing in itself go
+    through the sign-in form.
+    """
+    import json
+    import secrets
+
+    from portal.extensions import redis_store
+    from portal.sessions import META, now
+
+    session_id = secrets.token_urlsafe(32)
+    moment = now()
+    data = {"_user_id": user.id, "_fresh": True,
+            META: {"created_at": moment, "last_active": moment, "stamp": user.security_stamp,
+                   "ip": "127.0.0.1", "user_agent": "pytest", "user_id": user.id}}
+    store = redis_store.client()
+    store.set(f"session:{session_id}", json.dumps(data), ex=3600)
+    store.sadd(f"user_sessions:{user.id}", session_id)
+    client.set_cookie("portal_session", session_id)
+
+
+def csrf_token_from(client: FlaskClient, url: str) -> str:
+    """The CSRF token of the form on ``url``, as a browser would find it."""
+    import re
+
+    html = client.get(url).get_data(as_text=True)
+    found = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', html) or re.search(
+        r'"X-CSRFToken": "([^"]+)"', html)
+    assert found, f"no CSRF token on {url}"
+    return found.group(1)

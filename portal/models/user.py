@@ -45,6 +45,17 @@ class User(Base):
     def mfa_enabled(self) -> bool:
         return self.mfa_enabled_at is not None
 
+    # What Flask-Login asks of a signed-in person.
+    is_authenticated = True
+    is_anonymous = False
+
+    @property
+    def is_active(self) -> bool:
+        return self.password_hash is not None
+
+    def get_id(self) -> str:
+        return self.id
+
 
 class RecoveryCode(Base):
     """A single-use MFA recovery code, stored as a SHA-256 digest."""
