@@ -42,6 +42,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     app.config["TESTING"] = settings["PORTAL_ENV"] == "testing" or bool(settings.get("TESTING"))
     app.config["SECRET_KEY"] = secret_key_for(settings, instance_path)
+    # Uploads (receipts) may be as large as a receipt, plus the form around it.
+    app.config["MAX_CONTENT_LENGTH"] = settings["RECEIPT_MAX_BYTES"] + 1024 * 1024
     app.config["SESSION_COOKIE_SECURE"] = settings["PORTAL_ENV"] == "production"
     app.config["SESSION_COOKIE_HTTPONLY"] = True
     app.config["SESSION_COOKIE_SAMESITE"] = "Lax"

@@ -87,6 +87,11 @@ SETTINGS: tuple[Setting, ...] = (
             _int),
     Setting("SESSION_LIFETIME_HOURS", "12",
             "Sign out this long after signing in, whatever the activity.", _int),
+    Setting("RECEIPTS_FOLDER", "",
+            "Where uploaded expense receipts are kept (named by their SHA-256). Empty: "
+            "`instance/receipts`."),
+    Setting("RECEIPT_MAX_BYTES", "10485760", "Largest receipt upload, in bytes (10 MiB).",
+            _int),
     Setting("DATABASE_POOL_SIZE", "10",
             "Connections each app process keeps open; as many more may open under load.",
             _int),

@@ -7,6 +7,7 @@ from flask import Flask
 
 def register_blueprints(app: Flask) -> None:
     from portal.blueprints.account import bp as account_bp
+    from portal.blueprints.admin import bp as admin_bp
     from portal.blueprints.api import bp as api_bp
     from portal.blueprints.dashboard import bp as dashboard_bp
     from portal.blueprints.public import bp as public_bp
@@ -15,6 +16,7 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(dashboard_bp)
+    app.register_blueprint(admin_bp)
 
     @app.context_processor
     def _known_endpoints() -> dict[str, object]:

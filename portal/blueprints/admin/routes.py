@@ -1,0 +1,3 @@
+"""Platform administrators' pages (see the organisations queue)."""
+
+from __future__ import annotations
