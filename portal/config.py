@@ -65,7 +65,36 @@ SETTINGS: tuple[Setting, ...] = (
             "is used and the portal runs in test mode."),
     Setting("STRIPE_PUBLISHABLE_KEY", "", "Stripe publishable key for the Payment Element."),
     Setting("STRIPE_WEBHOOK_SECRET", "",
-            "Signing secret of the Stripe webhook endpoint (`whsec_…`)."),
+            "Signing secret of the Stripe webhook endpoint (`whsec_…`). Empty without "
+            "`STRIPE_SECRET_KEY`: the simulator's development secret, `whsec_` followed by "
+            "the hex HMAC-SHA256 of `stripe-simulator-webhooks` keyed with `SECRET_KEY`."),
+    Setting("STRIPE_API_BASE", "",
+            "Address of the Stripe API. Empty: `https://api.stripe.com` with a secret key; "
+            "without one, the built-in Stripe simulator, started on a free local port "
+            "([Stripe](docs/stripe.md))."),
+    Setting("STRIPE_TIMEOUT_SECONDS", "20",
+            "Longest wait for one answer from the Stripe API, in seconds.", float),
+    Setting("STRIPE_MAX_NETWORK_RETRIES", "2",
+            "Retries of a Stripe request after a timeout, a lost connection or a server "
+            "error; every request carries an idempotency key, so a retry never charges "
+            "twice.", _int),
+    Setting("STRIPE_SIMULATOR_FEE_BASIS_POINTS", "150",
+            "Simulator: percentage part of the card fee, in hundredths of a percent (150: "
+            "1.5 %, Stripe's rate for standard European cards).", _int),
+    Setting("STRIPE_SIMULATOR_FEE_FIXED", "25",
+            "Simulator: fixed part of the card fee, in minor units of the charge's currency "
+            "(25: €0.25).", _int),
+    Setting("STRIPE_SIMULATOR_DISPUTE_FEE", "2000",
+            "Simulator: fee withdrawn with a disputed amount, in minor units (2000: €20).",
+            _int),
+    Setting("STRIPE_SIMULATOR_WEBHOOK_URL", "",
+            "Simulator: where events are posted. Empty: `PUBLIC_BASE_URL` followed by "
+            "`/webhooks/stripe`."),
+    Setting("STRIPE_SIMULATOR_WEBHOOK_ATTEMPTS", "5",
+            "Simulator: delivery attempts per event before it is given up.", _int),
+    Setting("STRIPE_SIMULATOR_WEBHOOK_BACKOFF_MS", "1000",
+            "Simulator: wait before the second delivery attempt of an event, in "
+            "milliseconds; it doubles before each further attempt.", _int),
     Setting("PORTAL_NAME", "Amply", "The portal's name in pages and exports."),
     Setting("PUBLIC_BASE_URL", "http://127.0.0.1:5000",
             "The address the public reaches the portal at; used in exports, emails and "
@@ -98,6 +127,20 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEDGER_MAX_AMOUNT", "99999999999999",
             "Largest absolute amount of one entry, in minor units (at most 2^53 − 1, "
             "the largest integer every JSON reader keeps exact).", _int),
+    Setting("CHECKPOINT_KEY_FILE", "",
+            "The Ed25519 key that signs checkpoints (made by `flask checkpoints keygen`; keep "
+            "it secret and backed up). Empty: `instance/checkpoint-signing.key`."),
+    Setting("CHECKPOINT_KEY_NAME", "",
+            "The signing key's name, the prefix of every checkpoint's origin line. Empty: "
+            "host and path of `PUBLIC_BASE_URL`."),
+    Setting("CHECKPOINT_HOUR", "0",
+            "UTC hour after which the job worker makes the day's checkpoint (0-23).", _int),
+    Setting("JOBS_IN_PROCESS", "true",
+            "Run background jobs (checkpoints, large reports) in a thread of each app "
+            "process. Set false when `flask jobs worker` runs on its own.", _bool),
+    Setting("REPORTS_FOLDER", "",
+            "Where audit reports built in the background are kept until downloaded. "
+            "Empty: `instance/reports`."),
     Setting("LOG_LEVEL", "INFO", "Python logging level of the app's own loggers."),
     Setting("SQL_ECHO", "false", "Log every SQL statement (development aid).", _bool),
 )
@@ -135,6 +178,8 @@ def check_settings(values: Mapping[str, Any]) -> None:
                               "(embedded servers and generated keys are for development)")
     if values["DATABASE_POOL_SIZE"] < 1:
         raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
+    if not 0 <= values["CHECKPOINT_HOUR"] <= 23:
+        raise ConfigError("CHECKPOINT_HOUR must be an hour of the day, 0 to 23")
     if not 0 < values["LEDGER_MAX_AMOUNT"] <= MAX_EXACT_JSON_INTEGER:
         raise ConfigError(f"LEDGER_MAX_AMOUNT must be between 1 and {MAX_EXACT_JSON_INTEGER}")
 

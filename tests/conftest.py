@@ -321,3 +321,17 @@ def csrf_token_from(client: FlaskClient, url: str) -> str:
         r'"X-CSRFToken": "([^"]+)"', html)
     assert found, f"no CSRF token on {url}"
     return found.group(1)
+
+
+# ------------------------------------------------------------------------ checkpoints
+
+
+@pytest.fixture(scope="session")
+def signing_key(migrated_app: Flask) -> Any:
+    """The checkpoint signing key of the test app (made once, in its instance folder)."""
+    from portal.services import checkpoints
+
+    with migrated_app.app_context():
+        if checkpoints.verifier() is None:
+            checkpoints.generate_key("portal.test")
+        return checkpoints.signer()

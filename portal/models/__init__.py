@@ -1,6 +1,7 @@
 """Typed SQLAlchemy models, one module per aggregate. The schema itself lives in migrations/."""
 
 from portal.extensions import Base
+from portal.models.checkpoint import Checkpoint, CheckpointOrganisation
 from portal.models.expense import EXPENSE_STATUSES, RECEIPT_TYPES, Expense
 from portal.models.ledger import (
     ENTRY_TYPES,
@@ -9,6 +10,7 @@ from portal.models.ledger import (
     LedgerEntry,
     LedgerHead,
     LedgerTotal,
+    MerkleNode,
 )
 from portal.models.organisation import (
     FUND_TYPES,
@@ -33,6 +35,8 @@ __all__ = [
     "WITHHELD_LEVELS",
     "Base",
     "Category",
+    "Checkpoint",
+    "CheckpointOrganisation",
     "Expense",
     "Fund",
     "Invitation",
@@ -40,6 +44,7 @@ __all__ = [
     "LedgerHead",
     "LedgerTotal",
     "Membership",
+    "MerkleNode",
     "Organisation",
     "OrganisationEvent",
     "RecoveryCode",

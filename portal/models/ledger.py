@@ -113,3 +113,28 @@ class LedgerTotal(Base):
     visibility: Mapped[str] = mapped_column(sa.String(24), primary_key=True)
     entry_count: Mapped[int] = mapped_column(sa.BigInteger, default=0)
     amount: Mapped[int] = mapped_column(sa.BigInteger, default=0)
+
+
+class MerkleNode(Base):
+    """A complete inner node of an organisation's Merkle tree (level ≥ 1).
+
+    The node at ``level`` and ``position`` covers leaves
+    ``[position * 2**level, (position + 1) * 2**level)``. Leaves are not stored: a leaf
+    hash is derived from its entry's ``entry_hash``. The ledger's trigger adds nodes as
+    entries are appended (migration 0004); nothing else writes them.
+    """
+
+    __tablename__ = "merkle_nodes"
+
+    organisation_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("organisations.id"), primary_key=True
+    )
+    level: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
+    position: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
+    hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
+
+    __table_args__ = (
+        sa.CheckConstraint("level BETWEEN 1 AND 62", name="level"),
+        sa.CheckConstraint("position >= 0", name="position"),
+        sa.CheckConstraint("octet_length(hash) = 32", name="hash"),
+    )

@@ -32,6 +32,7 @@ from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, WITHHELD_LEVELS
 from portal.money import is_known_currency
 from portal.services import tenancy
 from portal.services.errors import Conflict, DomainError, NotFound
+from portal.services.merkle import StoredTreeCheck
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -999,17 +1000,23 @@ def _stream(
 
 
 def iter_entries(
-    organisation_id: str, *, up_to_sequence: int | None = None, chunk_size: int = 5_000
+    organisation_id: str,
+    *,
+    up_to_sequence: int | None = None,
+    after_sequence: int = 0,
+    chunk_size: int = 5_000,
 ) -> Iterator[Entry]:
-    """Stream an organisation's entries in sequence order."""
+    """Stream an organisation's entries in sequence order, after ``after_sequence`` and up
+    to ``up_to_sequence`` (inclusive)."""
     query = (f"SELECT {_ENTRY_COLUMNS} FROM ledger_entries"  # noqa: S608
-             " WHERE organisation_id = %s AND sequence <= %s ORDER BY sequence")
+             " WHERE organisation_id = %s AND sequence > %s AND sequence <= %s"
+             " ORDER BY sequence")
     limit = up_to_sequence if up_to_sequence is not None else 2**62
-    for row in _stream(query, (organisation_id, limit), chunk_size):
+    for row in _stream(query, (organisation_id, after_sequence, limit), chunk_size):
         yield Entry(*row)
 
 
-def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
+def verify_chain(  # noqa: PLR0912, PLR0915 - one flat loop on purpose: it runs per entry
     organisation_id: str, *, progress: Callable[[int], None] | None = None
 ) -> ChainVerification:
     """Recompute every hash, link and running balance; name the first entry that is wrong.
@@ -1033,6 +1040,8 @@ def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
     problem: tuple[str, str] | None = None
     broken: tuple[Any, ...] | None = None
     entry_hash_of = compute_entry_hash  # a local name: this loop runs a million times
+    tree = StoredTreeCheck(organisation_id)
+    add_leaf = tree.add
     for row in _stream(query, {"org": organisation_id}, 2_000):
         (head_sequence, head_hash, sequence, entry_id, timestamp, entry_type, amount,
          currency, metadata, prev_hash, stored_hash, balance_after, withheld_after) = row
@@ -1065,6 +1074,7 @@ def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
         balances[currency] = balance
         withheld[currency] = withheld_now
         previous_hash = stored_hash
+        add_leaf(stored_hash)
         count += 1
         if progress is not None and count % step == 0:
             progress(step)
@@ -1074,6 +1084,8 @@ def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
         problem = ("head_mismatch", f"the ledger's head says {head.sequence} entries ending in "
                    f"{head.entry_hash}, but the entries end at sequence {count} with "
                    f"{previous_hash}: entries were removed")
+    if problem is None and (tree_problem := tree.finish()) is not None:
+        problem = ("merkle_mismatch", tree_problem)
     if problem is None:
         return ChainVerification(organisation_id, True, count, head.sequence, head.entry_hash)
     error, detail = problem

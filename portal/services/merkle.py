@@ -1,0 +1,224 @@
+"""Roots and proofs of the organisations' Merkle trees, from the stored nodes.
+
+The tree math (RFC 6962) lives in ``amply_verify.merkle``, shared with the offline
+verifier; this module only fetches the subtree hashes a root or proof needs: inner
+nodes from ``merkle_nodes``, leaves from the entries' hashes. A root or a proof for
+any tree size up to the head costs one query of at most about 2·log2(n) rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from amply_verify import merkle
+from portal.extensions import db
+from portal.models import LedgerEntry, LedgerHead
+from portal.services.errors import DomainError, NotFound
+
+Node = tuple[int, int]  # (level, position)
+
+
+class TreeSizeError(DomainError):
+    """A tree size or leaf the ledger does not have (yet)."""
+
+
+class ProofEntryNotFound(NotFound):
+    """No such entry in this organisation's ledger."""
+
+
+@dataclass(frozen=True)
+class TreeHead:
+    organisation_id: str
+    size: int
+    root: bytes
+
+
+@dataclass(frozen=True)
+class InclusionProof:
+    organisation_id: str
+    entry_id: str
+    sequence: int
+    entry_hash: str
+    tree_size: int
+    root: bytes
+    path: list[bytes]
+
+    @property
+    def leaf_index(self) -> int:
+        return self.sequence - 1
+
+    @property
+    def leaf_hash(self) -> bytes:
+        return merkle.entry_leaf_hash(self.entry_hash)
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    organisation_id: str
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: list[bytes]
+
+
+_NODES_SQL = sa.text(
+    """
+    SELECT n.level, n.position, n.hash
+      FROM merkle_nodes n
+      JOIN unnest(CAST(:levels AS smallint[]), CAST(:positions AS bigint[])) AS w(level, position)
+        ON n.organisation_id = :org AND n.level = w.level AND n.position = w.position
+    UNION ALL
+    SELECT 0, e.sequence - 1, sha256('\\x00'::bytea || convert_to(e.entry_hash, 'UTF8'))
+      FROM ledger_entries e
+     WHERE e.organisation_id = :org AND e.sequence = ANY (CAST(:sequences AS bigint[]))
+    """
+)
+
+
+def _fetch(organisation_id: str, nodes: Iterable[Node]) -> dict[Node, bytes]:
+    wanted = set(nodes)
+    if not wanted:
+        return {}
+    inner = [(level, position) for level, position in wanted if level > 0]
+    rows = db.session.execute(_NODES_SQL, {
+        "org": organisation_id,
+        "levels": [level for level, _ in inner],
+        "positions": [position for _, position in inner],
+        "sequences": [position + 1 for level, position in wanted if level == 0],
+    })
+    found = {(level, position): bytes(value) for level, position, value in rows}
+    if len(found) != len(wanted):
+        missing = sorted(wanted - found.keys())
+        raise TreeSizeError(f"the Merkle tree of {organisation_id} lacks nodes {missing[:3]}")
+    return found
+
+
+def _hashes(organisation_id: str, ranges: Sequence[merkle.Range]) -> list[bytes]:
+    """The hashes of the given leaf ranges, fetched in one query."""
+    parts = [merkle.perfect_subtrees(start, end) if start < end else [] for start, end in ranges]
+    found = _fetch(organisation_id, (node for nodes in parts for node in nodes))
+    return [merkle.combine([found[node] for node in nodes]) if nodes else merkle.EMPTY_ROOT
+            for nodes in parts]
+
+
+def _head_size(organisation_id: str) -> int:
+    size = db.session.scalar(
+        sa.select(LedgerHead.sequence).where(LedgerHead.organisation_id == organisation_id))
+    if size is None:
+        raise TreeSizeError(f"no ledger for organisation {organisation_id}")
+    return size
+
+
+def _check_size(organisation_id: str, size: int) -> int:
+    head_size = _head_size(organisation_id)
+    if not 0 <= size <= head_size:
+        raise TreeSizeError(
+            f"tree size {size} is not available: the ledger has {head_size} entries"
+        )
+    return head_size
+
+
+def root(organisation_id: str, size: int) -> bytes:
+    """The root of the tree of the first ``size`` entries."""
+    _check_size(organisation_id, size)
+    return _hashes(organisation_id, [(0, size)])[0]
+
+
+def tree_head(organisation_id: str) -> TreeHead:
+    size = _head_size(organisation_id)
+    return TreeHead(organisation_id, size, _hashes(organisation_id, [(0, size)])[0])
+
+
+def inclusion_proof(
+    organisation_id: str, entry_id: str, tree_size: int | None = None
+) -> InclusionProof:
+    """The proof that ``entry_id`` is in the tree of ``tree_size`` entries (default: all)."""
+    entry = db.session.execute(
+        sa.select(LedgerEntry.sequence, LedgerEntry.entry_hash).where(
+            LedgerEntry.organisation_id == organisation_id, LedgerEntry.entry_id == entry_id)
+    ).one_or_none()
+    if entry is None:
+        raise ProofEntryNotFound(f"no entry {entry_id} in this ledger")
+    head_size = _check_size(organisation_id, tree_size if tree_size is not None else 0)
+    size = head_size if tree_size is None else tree_size
+    if entry.sequence > size:
+        raise TreeSizeError(
+            f"entry {entry_id} is entry {entry.sequence}: it is not in a tree of {size} entries"
+        )
+    ranges = merkle.inclusion_ranges(entry.sequence - 1, size)
+    hashes = _hashes(organisation_id, [*ranges, (0, size)])
+    return InclusionProof(organisation_id, entry_id, entry.sequence, entry.entry_hash, size,
+                          hashes[-1], hashes[:-1])
+
+
+def consistency_proof(organisation_id: str, first: int, second: int) -> ConsistencyProof:
+    """The proof that the tree of ``second`` entries extends the tree of ``first``."""
+    if first > second:
+        raise TreeSizeError(f"the first tree size ({first}) is larger than the second ({second})")
+    _check_size(organisation_id, second)
+    ranges = merkle.consistency_ranges(first, second)
+    hashes = _hashes(organisation_id, [*ranges, (0, first), (0, second)])
+    return ConsistencyProof(organisation_id, first, second, hashes[-2], hashes[-1], hashes[:-2])
+
+
+class StoredTreeCheck:
+    """Compares the stored tree, node by node, with the one rebuilt from the entries.
+
+    Feed it the entries' hashes in sequence order (``add``); it compares the inner
+    nodes in batches as they complete and keeps the first difference (``problem``).
+    """
+
+    BATCH = 8192
+
+    def __init__(self, organisation_id: str) -> None:
+        self.organisation_id = organisation_id
+        self.builder = merkle.TreeBuilder(self._completed)
+        self.pending: dict[Node, bytes] = {}
+        self.problem: str | None = None
+
+    def _completed(self, level: int, position: int, value: bytes) -> None:
+        self.pending[(level, position)] = value
+
+    def add(self, entry_hash: str) -> None:
+        self.builder.add_entry_hash(entry_hash)
+        if len(self.pending) >= self.BATCH:
+            self._compare()
+
+    def _compare(self) -> None:
+        if self.problem is None and self.pending:
+            wanted = sorted(self.pending)
+            rows = db.session.execute(_NODES_SQL, {
+                "org": self.organisation_id,
+                "levels": [level for level, _ in wanted],
+                "positions": [position for _, position in wanted],
+                "sequences": [],
+            })
+            stored = {(level, position): bytes(value) for level, position, value in rows}
+            for node in sorted(wanted, key=lambda n: ((n[1] + 1) << n[0], n[0])):
+                if stored.get(node) != self.pending[node]:
+                    level, position = node
+                    first, last = position << level, ((position + 1) << level) - 1
+                    state = "is missing" if node not in stored else "differs"
+                    self.problem = (f"the stored Merkle tree node over entries {first + 1}"
+                                    f" to {last + 1} {state}: its nodes were changed")
+                    break
+        self.pending.clear()
+
+    def finish(self) -> str | None:
+        """The first difference found, or None when the stored tree is right."""
+        self._compare()
+        return self.problem
+
+
+def compact_range(organisation_id: str, size: int) -> list[bytes]:
+    """The hashes of the perfect subtrees of the first ``size`` leaves, largest first:
+    enough to compute the root and to continue the tree (``TreeBuilder.resume``)."""
+    if size == 0:
+        return []
+    nodes = merkle.perfect_subtrees(0, size)
+    found = _fetch(organisation_id, nodes)
+    return [found[node] for node in nodes]
