@@ -82,12 +82,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     limiter.init_app(app)
 
     from portal import models  # noqa: F401  (registers the tables on the metadata)
+    from portal import jobs
     from portal.auth import init_auth
     from portal.blueprints import register_blueprints
     from portal.cli import register_cli
     from portal.web import register_web
 
     init_auth(app)
+    jobs.init_app(app)
     register_blueprints(app)
     register_web(app)
     register_cli(app)

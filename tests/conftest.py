@@ -106,6 +106,8 @@ def app_config(
         "SECRET_KEY": "test-secret-key-not-for-production",
         "INSTANCE_PATH": str(tmp_path_factory.mktemp("instance")),
         "PUBLIC_BASE_URL": "http://portal.test",
+        # Tests run background jobs themselves (jobs.run_pending), when they choose.
+        "JOBS_IN_PROCESS": False,
     }
 
 

@@ -9,11 +9,13 @@ def register_blueprints(app: Flask) -> None:
     from portal.blueprints.account import bp as account_bp
     from portal.blueprints.admin import bp as admin_bp
     from portal.blueprints.api import bp as api_bp
+    from portal.blueprints.checkpoints import bp as checkpoints_bp
     from portal.blueprints.dashboard import bp as dashboard_bp
     from portal.blueprints.public import bp as public_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
+    app.register_blueprint(checkpoints_bp)
     app.register_blueprint(account_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(admin_bp)

@@ -29,8 +29,15 @@ from flask import current_app
 from amply_verify import checkpoint as formats
 from amply_verify import merkle
 from amply_verify.note import NoteError, Signer, Verifier, sign
+from amply_verify.tlog_proof import format_proof
 from portal.extensions import db
-from portal.models import Checkpoint, CheckpointOrganisation, LedgerHead, Organisation
+from portal.models import (
+    Checkpoint,
+    CheckpointOrganisation,
+    LedgerEntry,
+    LedgerHead,
+    Organisation,
+)
 from portal.services import ledger, tenancy
 from portal.services import merkle as trees
 from portal.services.errors import Conflict, DomainError, NotFound
@@ -431,3 +438,71 @@ def latest_line(organisation_id: str, *, covering: int = 0) -> OrganisationLine 
     if found is None or found[0].tree_size < covering:
         return None
     return _line(*found)
+
+
+# ------------------------------------------------------------------- proving entries
+
+
+@dataclass(frozen=True)
+class ProvenEntry:
+    """An entry's inclusion proof, against a signed checkpoint when one covers it."""
+
+    proof: trees.InclusionProof
+    line: OrganisationLine | None
+
+    def tlog_proof(self) -> str | None:
+        """The proof as a c2sp.org/tlog-proof file, or None without a checkpoint."""
+        if self.line is None:
+            return None
+        return format_proof(self.proof.leaf_index, self.proof.path, self.line.note,
+                            self.proof.entry_hash.encode("ascii"))
+
+
+def _line_with_size(organisation_id: str, size: int) -> OrganisationLine | None:
+    found = db.session.execute(
+        sa.select(CheckpointOrganisation, Organisation)
+        .join(Organisation, Organisation.id == CheckpointOrganisation.organisation_id)
+        .join(Checkpoint, Checkpoint.id == CheckpointOrganisation.checkpoint_id)
+        .where(CheckpointOrganisation.organisation_id == organisation_id,
+               CheckpointOrganisation.tree_size == size)
+        .order_by(Checkpoint.period.desc())
+        .limit(1)
+    ).first()
+    return _line(*found) if found else None
+
+
+def prove_entry(
+    organisation_id: str, entry_id: str, tree_size: int | None = None
+) -> ProvenEntry:
+    """Prove ``entry_id`` against the newest checkpoint that covers it (or the given tree
+    size); without such a checkpoint, against the ledger's current head."""
+    if tree_size is None:
+        sequence = db.session.scalar(
+            sa.select(LedgerEntry.sequence).where(LedgerEntry.organisation_id == organisation_id,
+                                                  LedgerEntry.entry_id == entry_id))
+        if sequence is None:
+            raise trees.ProofEntryNotFound(f"no entry {entry_id} in this ledger")
+        line = latest_line(organisation_id, covering=sequence)
+        proof = trees.inclusion_proof(organisation_id, entry_id,
+                                      line.tree_size if line else None)
+        return ProvenEntry(proof, line)
+    proof = trees.inclusion_proof(organisation_id, entry_id, tree_size)
+    return ProvenEntry(proof, _line_with_size(organisation_id, tree_size))
+
+
+def entries_to_sign() -> int:
+    """How many entries the next checkpoint will walk: those appended since each active
+    ledger's last signed head (for progress bars)."""
+    last_signed = (
+        sa.select(CheckpointOrganisation.organisation_id,
+                  sa.func.max(CheckpointOrganisation.tree_size).label("size"))
+        .group_by(CheckpointOrganisation.organisation_id).subquery()
+    )
+    total = db.session.scalar(
+        sa.select(sa.func.coalesce(sa.func.sum(
+            LedgerHead.sequence - sa.func.coalesce(last_signed.c.size, 0)), 0))
+        .join(Organisation, Organisation.id == LedgerHead.organisation_id)
+        .outerjoin(last_signed, last_signed.c.organisation_id == LedgerHead.organisation_id)
+        .where(Organisation.status == "active")
+    )
+    return int(total or 0)

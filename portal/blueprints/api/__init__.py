@@ -12,4 +12,4 @@ def _read_public_data() -> None:
 
     tenancy.public_reading()
 
-from portal.blueprints.api import routes  # noqa: E402, F401
+from portal.blueprints.api import proofs, routes  # noqa: E402, F401
