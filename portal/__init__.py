@@ -69,6 +69,12 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     logging.getLogger("portal").setLevel(settings["LOG_LEVEL"])
+    if settings["TRUSTED_PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
 
     # Registered first, so it runs before any extension's own request hooks.
     app.before_request(_fresh_request_globals)

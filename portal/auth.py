@@ -5,24 +5,40 @@ address it came from and the browser. On every request the person is loaded afre
 and the session is refused (and ended, and logged) when the stamp has changed
 (password or email changed, two-factor settings changed, "sign out everywhere"),
 or when the address breaks the person's chosen IP binding.
+
+A sign-in that still owes its second step (a two-factor code) is kept in the session
+for a few minutes without signing anyone in; completing it starts a fresh session.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask, current_app, request, session
 from flask_login import login_user, logout_user
 from user_agents import parse as parse_user_agent
 
+from portal import sessions
 from portal.extensions import db, login_manager
 from portal.models import User
 from portal.services import accounts, tenancy
-from portal.sessions import META, ServerSession, delete_session, now
+from portal.sessions import META, ServerSession, delete_session
+
+#: How long the second step of a sign-in may wait for its code.
+TWO_FACTOR_PENDING_SECONDS = 5 * 60
+#: Wrong codes one half-done sign-in may take before the password is asked again.
+TWO_FACTOR_ATTEMPTS = 5
+PENDING = "two_factor_pending"
 
 
 def client_ip() -> str:
     return request.remote_addr or ""
+
+
+def client_agent() -> str:
+    return request.headers.get("User-Agent", "")[:400]
 
 
 def masked_ip(ip: str) -> str:
@@ -61,27 +77,68 @@ def _same_network(first: str, second: str, binding: str) -> bool:
         f"{b}/{prefix}", strict=False)
 
 
-def sign_in(user: User) -> None:
+def _server_session() -> ServerSession:
+    current = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(current, ServerSession)
+    return current
+
+
+def _app() -> Flask:
+    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+
+
+def current_session_id() -> str:
+    return _server_session().session_id
+
+
+def is_current_session(session_id: str) -> bool:
+    """True for this browser's session (also under the id it had before a renewal)."""
+    current = _server_session()
+    return session_id in (current.session_id, current.regenerated_from)
+
+
+def sign_in(user: User, *, method: str = "password") -> None:
     """Start a fresh session for ``user``: a new session id, the stamp, the device."""
-    assert isinstance(session, ServerSession)
-    session.clear()
-    session.regenerate()
+    current = _server_session()
+    current.clear()
+    current.regenerate()
     login_user(user)
-    agent = request.headers.get("User-Agent", "")[:400]
-    session[META] = {"created_at": now(), "stamp": user.security_stamp, "ip": client_ip(),
-                     "user_agent": agent}
-    accounts.log(user.id, "signed_in", ip=masked_ip(client_ip()), device=device_name(agent))
+    agent = client_agent()
+    current[META] = {"created_at": sessions.now(), "stamp": user.security_stamp,
+                     "ip": client_ip(), "user_agent": agent}
+    accounts.record_sign_in(user.id, ip=masked_ip(client_ip()), device=device_name(agent),
+                            method=method)
 
 
 def sign_out() -> None:
-    assert isinstance(session, ServerSession)
-    user_id = session.get("_user_id")
+    current = _server_session()
+    user_id = current.get("_user_id")
+    ended = current.session_id
     logout_user()
-    session.clear()
+    current.clear()
+    # Whatever this browser keeps after signing out (a message) goes under a new id.
+    current.regenerate()
     if user_id:
-        delete_session(current_app._get_current_object(), session.session_id,  # type: ignore[attr-defined]
-                       str(user_id))
-        accounts.log(str(user_id), "signed_out", ip=masked_ip(client_ip()))
+        delete_session(_app(), ended, str(user_id))
+        accounts.record_sign_out(str(user_id), ip=masked_ip(client_ip()))
+
+
+def keep_signed_in(stamp: str) -> None:
+    """After this person's stamp changed: this session carries on, under a new id.
+
+    Every other session ends at its next request (its stamp is stale); this one
+    adopts the new stamp, and its old id (which might have been captured) stops
+    working.
+    """
+    current = _server_session()
+    current[META] = {**current.get(META, {}), "stamp": stamp}
+    current.regenerate()
+
+
+def anchor_to_current_address() -> None:
+    """IP binding compares against this address from now on (when the choice changes)."""
+    current = _server_session()
+    current[META] = {**current.get(META, {}), "ip": client_ip()}
 
 
 def load_user(user_id: str) -> User | None:
@@ -89,7 +146,7 @@ def load_user(user_id: str) -> User | None:
     tenancy.for_user(user_id)
     user = db.session.get(User, user_id)
     meta = session.get(META, {})
-    if user is None or meta.get("stamp") != user.security_stamp:
+    if user is None or not user.is_active or meta.get("stamp") != user.security_stamp:
         reason = "security stamp changed" if user is not None else "account gone"
         _end_current(user_id, reason)
         return None
@@ -100,11 +157,63 @@ def load_user(user_id: str) -> User | None:
 
 
 def _end_current(user_id: str, reason: str) -> None:
-    assert isinstance(session, ServerSession)
-    delete_session(current_app._get_current_object(), session.session_id, user_id)  # type: ignore[attr-defined]
-    session.clear()
-    accounts.log(user_id, "session_refused", ip=masked_ip(client_ip()), reason=reason)
-    db.session.commit()
+    current = _server_session()
+    delete_session(_app(), current.session_id, user_id)
+    current.clear()
+    current.regenerate()
+    accounts.record_refused_session(user_id, ip=masked_ip(client_ip()),
+                                    device=device_name(client_agent()), reason=reason)
+
+
+# --------------------------------------------------------------------------- second step
+
+
+@dataclass(frozen=True)
+class PendingSignIn:
+    """A sign-in whose password was right and whose two-factor code is still owed."""
+
+    user_id: str
+    stamp: str
+    next_url: str
+    started_at: float
+    failures: int
+
+
+def begin_two_factor(user: User, next_url: str) -> None:
+    """Remember that ``user`` got the password right; nobody is signed in yet."""
+    current = _server_session()
+    current.clear()
+    current.regenerate()
+    current[PENDING] = {"user_id": user.id, "stamp": user.security_stamp, "next": next_url,
+                        "started_at": sessions.now(), "failures": 0}
+
+
+def pending_two_factor() -> PendingSignIn | None:
+    """The half-done sign-in of this browser, if it is young enough."""
+    raw: dict[str, Any] | None = session.get(PENDING)
+    if not raw:
+        return None
+    pending = PendingSignIn(str(raw["user_id"]), str(raw["stamp"]), str(raw.get("next", "")),
+                            float(raw["started_at"]), int(raw.get("failures", 0)))
+    if sessions.now() - pending.started_at > TWO_FACTOR_PENDING_SECONDS:
+        abandon_two_factor()
+        return None
+    return pending
+
+
+def two_factor_failed() -> bool:
+    """Count a wrong code; True when the half-done sign-in has had too many."""
+    raw = dict(session.get(PENDING) or {})
+    raw["failures"] = int(raw.get("failures", 0)) + 1
+    if raw["failures"] >= TWO_FACTOR_ATTEMPTS:
+        abandon_two_factor()
+        return True
+    session[PENDING] = raw
+    return False
+
+
+def abandon_two_factor() -> None:
+    session.pop(PENDING, None)
 
 
 def init_auth(app: Flask) -> None:

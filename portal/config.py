@@ -141,6 +141,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REPORTS_FOLDER", "",
             "Where audit reports built in the background are kept until downloaded. "
             "Empty: `instance/reports`."),
+    Setting("TRUSTED_PROXIES", "0",
+            "Reverse proxies in front of the portal whose X-Forwarded-For/-Proto/-Host "
+            "headers are trusted (0: none). Rate limits and IP binding use the client's "
+            "address they report.", _int),
     Setting("LOG_LEVEL", "INFO", "Python logging level of the app's own loggers."),
     Setting("SQL_ECHO", "false", "Log every SQL statement (development aid).", _bool),
 )
@@ -178,6 +182,8 @@ def check_settings(values: Mapping[str, Any]) -> None:
                               "(embedded servers and generated keys are for development)")
     if values["DATABASE_POOL_SIZE"] < 1:
         raise ConfigError("DATABASE_POOL_SIZE must be at least 1")
+    if not 0 <= values["TRUSTED_PROXIES"] <= 5:
+        raise ConfigError("TRUSTED_PROXIES must be between 0 and 5")
     if not 0 <= values["CHECKPOINT_HOUR"] <= 23:
         raise ConfigError("CHECKPOINT_HOUR must be an hour of the day, 0 to 23")
     if not 0 < values["LEDGER_MAX_AMOUNT"] <= MAX_EXACT_JSON_INTEGER:

@@ -10,6 +10,7 @@ pages stay cookie-free and cacheable.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import time
@@ -66,6 +67,15 @@ class SessionRecord:
     ip: str
     user_agent: str
 
+    @property
+    def handle(self) -> str:
+        return session_handle(self.session_id)
+
+
+def session_handle(session_id: str) -> str:
+    """A name for a session that pages may show: the id itself is the bearer secret."""
+    return hashlib.sha256(session_id.encode()).hexdigest()[:32]
+
 
 def now() -> float:
     """The sessions' clock (tests move it)."""
@@ -101,32 +111,40 @@ class RedisSessionInterface(SessionInterface):
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, ServerSession)
         name = self.cookie_name(app)
+        secure = bool(app.config["SESSION_COOKIE_SECURE"])
         store = redis_store.client(app)
+        user_id = session.get("_user_id")
         if session.regenerated_from:
-            store.delete(_key(session.regenerated_from))
+            delete_session(app, session.regenerated_from, str(user_id) if user_id else None)
         contents = {key: value for key, value in session.items() if key != META}
         if not contents:
             if not session.new:
                 delete_session(app, session.session_id, session.get(META, {}).get("user_id"))
-                response.delete_cookie(name, path="/", secure=app.config["SESSION_COOKIE_SECURE"],
-                                       httponly=True, samesite="Lax")
+                response.delete_cookie(name, path="/", secure=secure, httponly=True,
+                                       samesite="Lax")
             return
         meta = dict(session.get(META, {}))
         moment = now()
         meta.setdefault("created_at", moment)
         meta["last_active"] = moment
-        user_id = session.get("_user_id")
         meta["user_id"] = user_id
         idle, lifetime = self._limits(app)
         ttl = int(max(1, min(idle, lifetime - (moment - meta["created_at"]))))
-        with store.pipeline() as pipe:
-            pipe.set(_key(session.session_id), json.dumps({**contents, META: meta}), ex=ttl)
-            if user_id:
-                pipe.sadd(_index(str(user_id)), session.session_id)
-            pipe.execute()
+        value = json.dumps({**contents, META: meta})
+        fresh = session.new or session.regenerated_from is not None
+        # An existing session is only ever updated, never created: a request that was
+        # under way while the session was revoked (or signed out elsewhere) must not
+        # bring it back to life when it ends.
+        stored = store.set(_key(session.session_id), value, ex=ttl, nx=fresh, xx=not fresh)
+        if not stored:
+            response.delete_cookie(name, path="/", secure=secure, httponly=True,
+                                   samesite="Lax")
+            return
+        if user_id:
+            store.sadd(_index(str(user_id)), session.session_id)
         response.set_cookie(
             name, session.session_id, max_age=int(lifetime), path="/",
-            secure=app.config["SESSION_COOKIE_SECURE"], httponly=True, samesite="Lax",
+            secure=secure, httponly=True, samesite="Lax",
         )
         response.vary.add("Cookie")
 
@@ -151,6 +169,14 @@ def user_sessions(app: Flask, user_id: str) -> Iterator[SessionRecord]:
         yield SessionRecord(session_id, user_id, meta.get("created_at", 0.0),
                             meta.get("last_active", 0.0), meta.get("ip", ""),
                             meta.get("user_agent", ""))
+
+
+def find_session(app: Flask, user_id: str, handle: str) -> SessionRecord | None:
+    """The person's live session with this handle, if there is one."""
+    for record in user_sessions(app, user_id):
+        if secrets.compare_digest(record.handle, handle):
+            return record
+    return None
 
 
 def end_all_sessions(app: Flask, user_id: str, *, keep: str | None = None) -> int:

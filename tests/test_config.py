@@ -92,3 +92,18 @@ def test_development_secret_key_is_made_once(tmp_path: Path) -> None:
     assert len(first) >= 40
     assert secret_key_for(values, tmp_path) == first
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+@pytest.mark.parametrize(("proxies", "seen"), [(0, "127.0.0.1"), (1, "203.0.113.9")])
+def test_client_addresses_come_from_trusted_proxies_only(
+    app_config: dict[str, object], proxies: int, seen: str
+) -> None:
+    from flask import request
+
+    from portal import create_app
+
+    application = create_app({**app_config, "TRUSTED_PROXIES": proxies})
+    application.add_url_rule("/whoami", "whoami", lambda: str(request.remote_addr))
+    response = application.test_client().get(
+        "/whoami", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert response.get_data(as_text=True) == seen

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
+from portal.extensions import limiter
 from tests.conftest import DEFAULT_PASSWORD, csrf_token_from
+
+
+@pytest.fixture(autouse=True)
+def no_rate_limits_yet(app: Flask) -> Iterator[None]:
+    """Failed sign-ins are counted in Redis for a minute; these tests start from none."""
+    limiter.reset()
+    yield
+    limiter.reset()
 
 
 def test_sign_in_and_out(client: FlaskClient, create_user: Callable[..., Any]) -> None:
@@ -73,3 +84,37 @@ def test_open_redirects_are_refused(client: FlaskClient, create_user: Callable[.
         assert response.headers["Location"] == "/dashboard/"
         client.post("/account/logout", data={"csrf_token": csrf_token_from(client, "/dashboard/")})
         token = csrf_token_from(client, "/account/login")
+
+
+def test_the_sign_in_page_leads_to_registration_and_password_reset(client: FlaskClient) -> None:
+    page = client.get("/account/login").get_data(as_text=True)
+    assert 'href="/account/register"' in page
+    assert 'href="/account/password/forgot"' in page
+    assert '<label for="email">Email address</label>' in page
+    assert 'autocomplete="current-password"' in page
+    # No field claims to be invalid, or described by something missing, before a try.
+    assert "aria-invalid" not in page and "aria-describedby" not in page
+
+
+def test_an_htmx_sign_in_is_told_to_load_the_next_page(
+    client: FlaskClient, create_user: Callable[..., Any]
+) -> None:
+    user = create_user()
+    token = csrf_token_from(client, "/account/login")
+    response = client.post("/account/login?next=/dashboard/", headers={"HX-Request": "true"},
+                           data={"csrf_token": token, "email": user.email,
+                                 "password": DEFAULT_PASSWORD})
+    assert response.status_code == 200
+    assert response.headers["HX-Redirect"] == "/dashboard/"
+    assert client.get("/dashboard/").status_code == 200
+
+
+def test_an_htmx_sign_in_with_errors_gets_its_form_back(client: FlaskClient) -> None:
+    token = csrf_token_from(client, "/account/login")
+    response = client.post("/account/login", headers={"HX-Request": "true"},
+                           data={"csrf_token": token, "email": "", "password": ""})
+    assert response.status_code == 422
+    html = response.get_data(as_text=True)
+    assert html.lstrip().startswith('<form id="login_form"')
+    assert "Enter your email address." in html
+    assert 'aria-describedby="email-error"' in html
