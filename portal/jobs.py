@@ -109,6 +109,7 @@ class Progress:
     """What a handler reports: how far it got, and what it is doing."""
 
     def __init__(self, client: redis.Redis, job_id: str) -> None:
+        self.job_id = job_id
         self._client, self._key = client, _key(job_id)
         self._done, self._last = 0, 0.0
 
@@ -325,6 +326,8 @@ def start_in_process_worker(app: Flask) -> None:
 
 
 def init_app(app: Flask) -> None:
+    from portal.services import reports  # noqa: F401  (registers its job handler)
+
     app.cli.add_command(jobs_cli)
     if not app.config["JOBS_IN_PROCESS"]:
         return

@@ -24,8 +24,11 @@ TENANT_TABLES = {
     "ledger_entries": "organisation_id", "ledger_heads": "organisation_id",
     "ledger_totals": "organisation_id", "organisation_categories": "organisation_id",
     "invitations": "organisation_id", "expenses": "organisation_id",
-    "organisation_events": "organisation_id",
+    "organisation_events": "organisation_id", "merkle_nodes": "organisation_id",
 }
+#: Tables naming organisations whose rows are published for everyone (signed checkpoints);
+#: row-level security is forced on them too, so that only operators write them.
+PUBLISHED_TABLES = {"checkpoint_organisations": "organisation_id", "checkpoints": ""}
 
 
 def count(table: str, column: str, organisation_id: str) -> int:
@@ -47,12 +50,14 @@ def test_every_tenant_table_is_under_forced_row_level_security() -> None:
     tables_with_org = set(db.session.scalars(sa.text(
         "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public'"
         " AND column_name = 'organisation_id'")))
-    assert tables_with_org | {"organisations"} == set(TENANT_TABLES)
+    assert tables_with_org | {"organisations", "checkpoints"} == {*TENANT_TABLES,
+                                                                  *PUBLISHED_TABLES}
+    tables = [*TENANT_TABLES, *PUBLISHED_TABLES]
     rows = db.session.execute(sa.text(
         "SELECT relname, relrowsecurity, relforcerowsecurity FROM pg_class"
-        " WHERE relname = ANY(:tables) AND relkind = 'r'"), {"tables": list(TENANT_TABLES)})
+        " WHERE relname = ANY(:tables) AND relkind = 'r'"), {"tables": tables})
     found = {name: (enabled, forced) for name, enabled, forced in rows}
-    assert found == dict.fromkeys(TENANT_TABLES, (True, True))
+    assert found == dict.fromkeys(tables, (True, True))
 
 
 def test_the_portal_role_owns_nothing_and_bypasses_nothing() -> None:

@@ -53,8 +53,10 @@ def test_openapi_document_describes_every_api_route(client: FlaskClient, app: ob
     assert spec["openapi"].startswith("3.1")
     from flask import current_app
 
+    import re
+
     routes = {
-        rule.rule.replace("<reference>", "{reference}")
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for rule in current_app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1/public/")
     }

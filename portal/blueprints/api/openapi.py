@@ -36,7 +36,7 @@ def _response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def _errors(*codes: int) -> dict[str, Any]:
-    text = {400: "Bad input; the message says what", 404: "No such organisation",
+    text = {400: "Bad input; the message says what", 404: "Not found",
             410: "The organisation has been suspended"}
     return {str(code): _response(text[code], ERROR) for code in codes}
 
@@ -130,9 +130,98 @@ def openapi_document() -> dict[str, Any]:
                     **_errors(404, 410),
                 },
             }},
+            **PROOF_PATHS,
         },
-        "components": {"schemas": SCHEMAS},
+        "components": {"schemas": {**SCHEMAS, **PROOF_SCHEMAS}},
     }
+
+
+ENTRY_PARAMETER = {"name": "entry_id", "in": "path", "required": True,
+                   "schema": {"type": "string"}, "description": "Entry id (led_…)."}
+CHECKPOINT_PARAMETER = {"name": "checkpoint_id", "in": "path", "required": True,
+                        "schema": {"type": "string", "pattern": "^chk_\\d{4}_\\d{2}_\\d{2}$"},
+                        "description": "Checkpoint id, chk_YYYY_MM_DD."}
+
+PROOF_PATHS: dict[str, Any] = {
+    "/api/v1/public/organisations/{reference}/entries/{entry_id}": {"get": {
+        "summary": "One entry as the public may see it",
+        "description": "A fully disclosed entry carries every hashed field, so its hash can "
+                       "be recomputed; other entries are redacted rows.",
+        "operationId": "getEntry",
+        "parameters": [ORGANISATION_PARAMETER, ENTRY_PARAMETER],
+        "responses": {"200": _response("The entry", {"$ref": "#/components/schemas/LedgerRow"}),
+                      **_errors(404, 410)},
+    }},
+    "/api/v1/public/organisations/{reference}/entries/{entry_id}/proof": {"get": {
+        "summary": "RFC 6962 inclusion proof of an entry",
+        "description": (
+            "Against the newest signed checkpoint that covers the entry (then `checkpoint` "
+            "holds its signed note), or the given `tree_size`, or the current head when no "
+            "checkpoint covers the entry yet. Leaf data is the entry_hash text; hashes are "
+            "base64. With `format=tlog-proof` (or `Accept: text/x-tlog-proof`) the answer is "
+            "a c2sp.org/tlog-proof file."),
+        "operationId": "getInclusionProof",
+        "parameters": [ORGANISATION_PARAMETER, ENTRY_PARAMETER,
+                       {"name": "tree_size", "in": "query",
+                        "schema": {"type": "integer", "minimum": 1}},
+                       {"name": "format", "in": "query",
+                        "schema": {"type": "string", "enum": ["json", "tlog-proof"]}}],
+        "responses": {"200": _response("The proof",
+                                       {"$ref": "#/components/schemas/InclusionProof"}),
+                      **_errors(400, 404, 410)},
+    }},
+    "/api/v1/public/organisations/{reference}/consistency": {"get": {
+        "summary": "RFC 6962 consistency proof between two tree sizes",
+        "operationId": "getConsistencyProof",
+        "parameters": [ORGANISATION_PARAMETER,
+                       {"name": "first", "in": "query", "required": True,
+                        "schema": {"type": "integer", "minimum": 0}},
+                       {"name": "second", "in": "query", "required": True,
+                        "schema": {"type": "integer", "minimum": 0}}],
+        "responses": {"200": _response("The proof",
+                                       {"$ref": "#/components/schemas/ConsistencyProof"}),
+                      **_errors(400, 404, 410)},
+    }},
+    "/api/v1/public/checkpoints": {"get": {
+        "summary": "Signed checkpoints, newest first",
+        "operationId": "listCheckpoints",
+        "parameters": [{"name": "before", "in": "query", "schema": {"type": "string"},
+                        "description": "Only checkpoints older than this id."}],
+        "responses": {"200": _response("Checkpoints", {"type": "object"})},
+    }},
+    "/api/v1/public/checkpoints/{checkpoint_id}": {"get": {
+        "summary": "One signed checkpoint document",
+        "description": "Format and signature: docs/ledger-spec.md, Checkpoints.",
+        "operationId": "getCheckpoint",
+        "parameters": [CHECKPOINT_PARAMETER],
+        "responses": {"200": _response("The signed document", {"type": "object"}),
+                      **_errors(404)},
+    }},
+    "/api/v1/public/checkpoint-key": {"get": {
+        "summary": "The verifier key that signs checkpoints",
+        "operationId": "getCheckpointKey",
+        "responses": {"200": _response("The key (Go note verifier key format)",
+                                       {"type": "object"}), **_errors(404)},
+    }},
+}
+
+PROOF_SCHEMAS: dict[str, Any] = {
+    "InclusionProof": {"type": "object", "properties": {
+        "organisation_id": {"type": "string"}, "entry_id": {"type": "string"},
+        "sequence": {"type": "integer"}, "leaf_index": {"type": "integer"},
+        "entry_hash": {"type": "string"}, "leaf_hash": {"type": "string"},
+        "tree_size": {"type": "integer"}, "root_hash": {"type": "string"},
+        "inclusion_path": {"type": "array", "items": {"type": "string"}},
+        "checkpoint": {"type": ["object", "null"], "properties": {
+            "checkpoint_id": {"type": "string"}, "tree_size": {"type": "integer"},
+            "root_hash": {"type": "string"}, "note": {"type": "string"},
+            "url": {"type": "string"}}}}},
+    "ConsistencyProof": {"type": "object", "properties": {
+        "organisation_id": {"type": "string"}, "first": {"type": "integer"},
+        "second": {"type": "integer"}, "first_root": {"type": "string"},
+        "second_root": {"type": "string"},
+        "consistency_path": {"type": "array", "items": {"type": "string"}}}},
+}
 
 
 SCHEMAS: dict[str, Any] = {

@@ -152,6 +152,17 @@ def _conditional(response: Response) -> Response:
     return conditional
 
 
+@bp.get("/api/v1/public/organisations/<reference>/entries/<entry_id>")
+def organisation_entry(reference: str, entry_id: str) -> Response:
+    """One entry as the public may see it; a full entry carries every hashed field."""
+    org = find_public_organisation(reference)
+    row = public_ledger.entry_view(org, entry_id=entry_id).row
+    body = _row_json(row)
+    if row.level == "full":
+        body["organisation_id"] = org.id
+    return jsonify(body)
+
+
 @bp.get("/api/v1/public/organisations/<reference>/ledger/export")
 def organisation_export(reference: str) -> Response:
     org = find_public_organisation(reference)

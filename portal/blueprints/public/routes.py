@@ -8,7 +8,7 @@ from typing import Any
 from flask import Response, abort, request, url_for
 
 from portal.blueprints.public import bp
-from portal.charts import bar_chart
+from amply_verify.charts import bar_chart
 from portal.models import ENTRY_TYPES, Organisation
 from portal.money import to_decimal
 from portal.services import (
