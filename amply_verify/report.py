@@ -28,7 +28,9 @@ from amply_verify.chain import ChainBroken, ChainChecker
 from amply_verify.export import ExportError, ExportHeader, open_export
 
 LISTING_LIMIT = 1_000
-REVERSING_TYPES = frozenset({"refund_issued", "donation_reversed"})
+#: A fund's money raised: gifts net of their refunds, reversals and disputes.
+DONATION_TYPES = frozenset({"donation_received", "refund_issued", "donation_reversed",
+                            "dispute_opened", "dispute_won"})
 
 
 class RenderingUnavailable(RuntimeError):
@@ -114,13 +116,18 @@ class FundSummary:
     type: str
     currency_figures: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, currency: str, amount: int, in_period: bool) -> None:
+    def add(self, currency: str, entry_type: str, amount: int, in_period: bool) -> None:
+        """Gifts and their corrections (refunds, reversals, disputes) count as raised;
+        everything else that leaves the fund counts as spent."""
         figures = self.currency_figures.setdefault(
             currency, {"raised": 0, "spent": 0, "raised_to_date": 0, "spent_to_date": 0})
-        key = "raised" if amount > 0 else "spent"
-        figures[f"{key}_to_date"] += abs(amount)
+        if entry_type in DONATION_TYPES or amount > 0:
+            key, value = "raised", amount
+        else:
+            key, value = "spent", -amount
+        figures[f"{key}_to_date"] += value
         if in_period:
-            figures[key] += abs(amount)
+            figures[key] += value
 
 
 @dataclass(frozen=True)
@@ -263,7 +270,7 @@ class _Builder:
         figures = report.currencies.setdefault(currency, CurrencySummary(currency))
         fund = report.funds.get(str(metadata.get("fund_id", "")))
         if fund is not None and place <= 0:
-            fund.add(currency, amount, place == 0)
+            fund.add(currency, str(record["type"]), amount, place == 0)
         if place < 0:
             figures.opening += amount
             return
