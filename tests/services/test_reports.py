@@ -21,6 +21,7 @@ from portal.extensions import db
 from portal.ids import new_id
 from portal.models import Fund, Organisation
 from portal.services import checkpoints, ledger, ledger_export, reports
+from portal.services.errors import DomainError
 
 pytestmark = pytest.mark.usefixtures("app", "signing_key")
 MOMENT = datetime(2031, 9, 1, 20, 0, tzinfo=UTC)
@@ -175,9 +176,9 @@ def test_a_large_period_is_summarised_and_attached(
 
 
 def test_bad_periods_are_refused() -> None:
-    with pytest.raises(reports.DomainError, match="not a date"):
+    with pytest.raises(DomainError, match="not a date"):
         reports.parse_period("2031-13-01", None)
-    with pytest.raises(reports.DomainError, match="ends before it starts"):
+    with pytest.raises(DomainError, match="ends before it starts"):
         reports.parse_period("2031-05-01", "2031-04-01")
 
 
