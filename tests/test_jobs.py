@@ -13,6 +13,7 @@ from portal import jobs
 from portal.extensions import db, redis_store
 from portal.models import Organisation
 from portal.services import checkpoints, ledger
+from portal.services.errors import DomainError
 
 
 @pytest.fixture
@@ -52,7 +53,7 @@ def test_a_failing_job_says_why(queue: Any, app: Flask, tmp_path: Any) -> None:
 
 
 def test_unknown_jobs_are_refused(app: Flask) -> None:
-    with pytest.raises(jobs.DomainError):
+    with pytest.raises(DomainError):
         jobs.enqueue("nothing.here")
     with pytest.raises(jobs.JobNotFound):
         jobs.get("job_doesnotexist")
