@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ledger, portal
+from bench import ledger, portal, proofs
 from bench.harness import Results, fresh_database, servers
 
 SUITES: dict[str, Callable[..., None]] = {
@@ -22,8 +22,11 @@ SUITES: dict[str, Callable[..., None]] = {
     "bulk": ledger.bulk,
     "verify": ledger.verify,
     "pages": portal.pages,
+    "merkle": proofs.merkle_upkeep,
+    "proofs": proofs.proofs,
+    "reports": proofs.audit_reports,
 }
-SIZED = {"verify", "pages"}
+SIZED = {"verify", "pages", "proofs"}
 
 
 def main(argv: list[str] | None = None) -> int:

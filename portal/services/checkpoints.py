@@ -34,7 +34,6 @@ from portal.extensions import db
 from portal.models import (
     Checkpoint,
     CheckpointOrganisation,
-    LedgerEntry,
     LedgerHead,
     Organisation,
 )
@@ -477,14 +476,11 @@ def prove_entry(
     """Prove ``entry_id`` against the newest checkpoint that covers it (or the given tree
     size); without such a checkpoint, against the ledger's current head."""
     if tree_size is None:
-        sequence = db.session.scalar(
-            sa.select(LedgerEntry.sequence).where(LedgerEntry.organisation_id == organisation_id,
-                                                  LedgerEntry.entry_id == entry_id))
-        if sequence is None:
-            raise trees.ProofEntryNotFound(f"no entry {entry_id} in this ledger")
-        line = latest_line(organisation_id, covering=sequence)
+        leaf = trees.leaf_of(organisation_id, entry_id)
+        line = latest_line(organisation_id, covering=leaf[0])
         proof = trees.inclusion_proof(organisation_id, entry_id,
-                                      line.tree_size if line else None)
+                                      line.tree_size if line else None, leaf=leaf,
+                                      signed_size=line is not None)
         return ProvenEntry(proof, line)
     proof = trees.inclusion_proof(organisation_id, entry_id, tree_size)
     return ProvenEntry(proof, _line_with_size(organisation_id, tree_size))

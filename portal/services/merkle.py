@@ -21,6 +21,12 @@ from portal.services.errors import DomainError, NotFound
 Node = tuple[int, int]  # (level, position)
 
 
+@dataclass(frozen=True)
+class _Leaf:
+    sequence: int
+    entry_hash: str
+
+
 class TreeSizeError(DomainError):
     """A tree size or leaf the ledger does not have (yet)."""
 
@@ -67,10 +73,12 @@ class ConsistencyProof:
 
 _NODES_SQL = sa.text(
     """
-    SELECT n.level, n.position, n.hash
-      FROM merkle_nodes n
-      JOIN unnest(CAST(:levels AS smallint[]), CAST(:positions AS bigint[])) AS w(level, position)
-        ON n.organisation_id = :org AND n.level = w.level AND n.position = w.position
+    SELECT w.level, w.position, n.hash
+      FROM unnest(CAST(:levels AS smallint[]), CAST(:positions AS bigint[])) AS w(level, position)
+     CROSS JOIN LATERAL (
+           SELECT m.hash FROM merkle_nodes m
+            WHERE m.organisation_id = :org AND m.level = w.level AND m.position = w.position
+           ) AS n
     UNION ALL
     SELECT 0, e.sequence - 1, sha256('\\x00'::bytea || convert_to(e.entry_hash, 'UTF8'))
       FROM ledger_entries e
@@ -133,18 +141,37 @@ def tree_head(organisation_id: str) -> TreeHead:
     return TreeHead(organisation_id, size, _hashes(organisation_id, [(0, size)])[0])
 
 
-def inclusion_proof(
-    organisation_id: str, entry_id: str, tree_size: int | None = None
-) -> InclusionProof:
-    """The proof that ``entry_id`` is in the tree of ``tree_size`` entries (default: all)."""
+def leaf_of(organisation_id: str, entry_id: str) -> tuple[int, str]:
+    """(sequence, entry_hash) of an entry of this ledger."""
     entry = db.session.execute(
         sa.select(LedgerEntry.sequence, LedgerEntry.entry_hash).where(
             LedgerEntry.organisation_id == organisation_id, LedgerEntry.entry_id == entry_id)
     ).one_or_none()
     if entry is None:
         raise ProofEntryNotFound(f"no entry {entry_id} in this ledger")
-    head_size = _check_size(organisation_id, tree_size if tree_size is not None else 0)
-    size = head_size if tree_size is None else tree_size
+    return int(entry.sequence), str(entry.entry_hash)
+
+
+def inclusion_proof(
+    organisation_id: str,
+    entry_id: str,
+    tree_size: int | None = None,
+    *,
+    leaf: tuple[int, str] | None = None,
+    signed_size: bool = False,
+) -> InclusionProof:
+    """The proof that ``entry_id`` is in the tree of ``tree_size`` entries (default: all).
+
+    ``leaf`` spares the lookup of an entry already read; ``signed_size`` says the size
+    comes from a checkpoint, which never exceeds the head, so it is not checked again.
+    """
+    sequence, entry_hash = leaf or leaf_of(organisation_id, entry_id)
+    if signed_size and tree_size is not None:
+        size = tree_size
+    else:
+        head_size = _check_size(organisation_id, tree_size if tree_size is not None else 0)
+        size = head_size if tree_size is None else tree_size
+    entry = _Leaf(sequence, entry_hash)
     if entry.sequence > size:
         raise TreeSizeError(
             f"entry {entry_id} is entry {entry.sequence}: it is not in a tree of {size} entries"

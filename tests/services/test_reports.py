@@ -43,10 +43,11 @@ def section(text: str, start: str, end: str) -> str:
 
 
 def without_page_furniture(text: str) -> str:
-    """The text minus page footers and the cover's generation time."""
+    """The text minus page footers, the cover's generation time and the column spacing
+    (pdftotext aligns columns per page, and what else is on the page varies)."""
     lines = [line for line in text.splitlines()
              if not re.search(r"Page \d+ of \d+", line) and "Generated" not in line]
-    return "\n".join(line.rstrip() for line in lines if line.strip())
+    return "\n".join(" ".join(line.split()) for line in lines if line.strip())
 
 
 def a_year_of_books(create_org: Callable[..., Organisation]) -> Organisation:
