@@ -26,6 +26,16 @@ def _fresh_request_globals() -> None:
     g.__dict__.clear()
 
 
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Behind ``hops`` reverse proxies, take the client's address, scheme and host from
+    their X-Forwarded-* headers (rate limits and IP binding need the real address)."""
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
+                                x_host=hops)
+
+
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app from the environment, with ``test_config`` overriding any setting."""
     settings = load_settings()
@@ -69,12 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     )
 
     logging.getLogger("portal").setLevel(settings["LOG_LEVEL"])
-    if settings["TRUSTED_PROXIES"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        hops = settings["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops,  # type: ignore[method-assign]
-                                x_host=hops)
+    _trust_proxies(app, settings["TRUSTED_PROXIES"])
 
     # Registered first, so it runs before any extension's own request hooks.
     app.before_request(_fresh_request_globals)
@@ -87,14 +92,18 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     limiter.init_app(app)
 
-    from portal import models  # noqa: F401  (registers the tables on the metadata)
-    from portal import jobs
+    from portal import (
+        jobs,
+        models,  # noqa: F401  (registers the tables on the metadata)
+    )
     from portal.auth import init_auth
     from portal.blueprints import register_blueprints
     from portal.cli import register_cli
+    from portal.services.payments import init_app as init_payments
     from portal.web import register_web
 
     init_auth(app)
+    init_payments(app)
     jobs.init_app(app)
     register_blueprints(app)
     register_web(app)
