@@ -51,9 +51,9 @@ def test_openapi_document_describes_every_api_route(client: FlaskClient, app: ob
     spec = client.get("/api/v1/openapi.json").json
     assert spec is not None
     assert spec["openapi"].startswith("3.1")
-    from flask import current_app
-
     import re
+
+    from flask import current_app
 
     routes = {
         re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
