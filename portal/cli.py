@@ -1,4 +1,5 @@
-"""Command-line tools: ``flask orgs …``, ``flask ledger …``, ``flask demo-data``."""
+"""Command-line tools: ``flask orgs …``, ``flask ledger …``, ``flask users …``,
+``flask demo-data``."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ from flask.cli import AppGroup
 
 from portal.extensions import db
 from portal.models import Organisation
-from portal.services import demo, ledger, ledger_export, organisations, tenancy
+from portal.services import accounts, demo, ledger, ledger_export, organisations, tenancy
 from portal.services.errors import DomainError
 
 orgs_cli = AppGroup("orgs", help="Organisations.")
 ledger_cli = AppGroup("ledger", help="Verify and export organisations' ledgers.")
+users_cli = AppGroup("users", help="People with accounts on the portal.")
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -170,7 +172,26 @@ def demo_data(orgs: int, entries: int, seed: int | None, if_empty: bool) -> None
     click.echo(f"Created {len(created)} organisations.")
 
 
+@users_cli.command("make-admin")
+@click.argument("email")
+@operator
+def users_make_admin(email: str) -> None:
+    """Make the account with EMAIL a platform administrator (approves organisations).
+
+    Their sessions end, so they sign in again; the admin pages also ask for two-factor
+    sign-in.
+    """
+    try:
+        user = accounts.make_platform_admin(email)
+    except DomainError as exc:
+        raise InputError(str(exc)) from exc
+    click.echo(f"{user.email} is now a platform administrator.")
+    if not user.mfa_enabled:
+        click.echo("They must turn on two-factor sign-in before using the admin pages.")
+
+
 def register_cli(app: Flask) -> None:
     app.cli.add_command(orgs_cli)
+    app.cli.add_command(users_cli)
     app.cli.add_command(ledger_cli)
     app.cli.add_command(demo_data)

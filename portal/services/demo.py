@@ -251,8 +251,13 @@ def build_demo_data(
     entries: int = 1_500,
     seed: int | None = None,
     progress: Callable[[int], None] | None = None,
+    sign: bool = True,
 ) -> list[Organisation]:
-    """Create ``organisations`` active demo organisations with ``entries`` entries each."""
+    """Create ``organisations`` active demo organisations with ``entries`` entries each.
+
+    With ``sign``, the ledgers are signed in a checkpoint dated yesterday, a few
+    corrections and transfers follow, and today's checkpoint signs those too.
+    """
     rng = random.Random(seed)
     end = datetime.now(UTC) - timedelta(minutes=5)
     start = end - timedelta(days=365)
@@ -270,8 +275,24 @@ def build_demo_data(
         generator = _Generator(spec, rng, general, projects, emergencies, start, end)
         ledger.bulk_load(organisation.id, generator.drafts(entries), progress=progress)
         created.append(organisation)
+    if sign:
+        _checkpoint(end - timedelta(days=1))
     _corrections(created, rng)
+    if sign:
+        _checkpoint(datetime.now(UTC))
     return created
+
+
+def _checkpoint(moment: datetime) -> None:
+    """Sign the ledgers as they stand (making the portal's signing key if it has none), so
+    the demo shows checkpoints, proofs and a consistency check between two of them."""
+    from portal.services import checkpoints
+
+    if checkpoints.verifier() is None:
+        checkpoints.generate_key()
+    latest = checkpoints.latest_checkpoint()
+    if latest is None or latest.period < moment.date():
+        checkpoints.create_checkpoint(moment)
 
 
 def _corrections(created: list[Organisation], rng: random.Random) -> None:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from flask import Response, abort, g, redirect, request, url_for
+from flask import Response, abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
 from portal.models import Membership, Organisation
@@ -54,10 +54,7 @@ def for_members(action: str) -> Callable[[Callable[P, R]], Callable[P, R | Respo
             try:
                 membership = permissions.require(current_user.id, organisation.id, action)
             except permissions.MfaRequired as refused:
-                if request.method == "GET" and not getattr(request, "htmx", False):
-                    return redirect(url_for("account.mfa_setup", next=request.full_path,  # type: ignore[return-value]
-                                            reason=refused.message))
-                raise
+                return to_mfa_setup(refused)
             g.organisation, g.membership = organisation, membership
             return view(*args, **kwargs)
 
@@ -65,6 +62,16 @@ def for_members(action: str) -> Callable[[Callable[P, R]], Callable[P, R | Respo
         return wrapper
 
     return decorate
+
+
+def to_mfa_setup(refused: permissions.MfaRequired) -> Response:
+    """A page that needs two-factor sign-in sends its visitor to set it up and come back;
+    anything else (a form, an htmx request) is refused with the reason."""
+    if (request.method == "GET" and not getattr(request, "htmx", False)
+            and "account.mfa_setup" in current_app.view_functions):
+        return redirect(url_for("account.mfa_setup", next=request.full_path,  # type: ignore[return-value]
+                                reason=refused.message))
+    raise refused
 
 
 def _member_organisation(slug: str) -> Organisation:
@@ -79,3 +86,10 @@ def _member_organisation(slug: str) -> Organisation:
 
 def current_membership() -> Membership:
     return g.membership  # type: ignore[no-any-return]
+
+
+def member_may(action: str) -> bool:
+    """Whether the member viewing this organisation page may take ``action`` (navigation
+    and buttons; the routes and services check again)."""
+    membership = g.get("membership")
+    return membership is not None and permissions.allowed(membership.role, action)

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Response, abort, request, url_for
 
-from portal.blueprints.public import bp
 from amply_verify.charts import bar_chart
+from portal.blueprints.public import bp
 from portal.models import ENTRY_TYPES, Organisation
 from portal.money import to_decimal
 from portal.services import (
@@ -18,9 +18,11 @@ from portal.services import (
     ledger_export,
     organisations,
     public_ledger,
+    receipts,
     verification,
 )
-from portal.web import category_label, money_filter, render, stream
+from portal.spreadsheet import safe_cell
+from portal.web import attachment_response, category_label, money_filter, render, stream
 
 LATEST_ENTRIES = 10
 
@@ -117,6 +119,14 @@ def entry(slug: str, entry_id: str) -> Response:
                   fund_names=public_ledger.fund_names(org.id))
 
 
+@bp.get("/orgs/<slug>/entries/<entry_id>/receipt")
+def entry_receipt(slug: str, entry_id: str) -> Response:
+    """The receipt of a fully disclosed expense, as a download (never rendered here)."""
+    org = organisations.find_public_organisation(slug)
+    found = receipts.public_receipt(org, entry_id)
+    return attachment_response(found.path, found.mime, found.download_name)
+
+
 @bp.get("/orgs/<slug>/sequence/<int:sequence>")
 def entry_by_sequence(slug: str, sequence: int) -> Response:
     org = organisations.find_public_organisation(slug)
@@ -192,11 +202,7 @@ def _csv_row(row: public_ledger.PublicRow, funds: dict[str, str]) -> list[str]:
         description = "Internal entry"
     return [
         (row.timestamp or "")[:10], str(row.sequence), row.type or "", row.category or "",
-        funds.get(row.fund_id or "", ""), _csv_safe(row.party or ""), _csv_safe(description),
+        funds.get(row.fund_id or "", ""), safe_cell(row.party or ""), safe_cell(description),
         major(row.amount), row.currency or "", major(row.running_balance), row.entry_hash,
     ]
 
-
-def _csv_safe(text: str) -> str:
-    """Spreadsheets run cells starting with = + - @ as formulas; quote them out."""
-    return "'" + text if text[:1] in {"=", "+", "-", "@", "\t", "\r"} else text
