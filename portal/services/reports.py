@@ -29,7 +29,7 @@ from portal.extensions import db
 from portal.models import Organisation
 from portal.services import checkpoints, ledger, ledger_export
 from portal.services import merkle as trees
-from portal.services.errors import DomainError, NotFound
+from portal.services.errors import Conflict, DomainError, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,11 @@ _SAFE_NAME = re.compile(r"[^a-z0-9-]+")
 
 
 class ReportNotFound(NotFound):
-    """No such report (or it is not yours)."""
+    """No such report (or not this organisation's)."""
+
+
+class ReportNotReady(Conflict):
+    """The report is still being built."""
 
 
 @dataclass(frozen=True)
@@ -139,18 +143,28 @@ def start_background(organisation_id: str, period: audit.Period, audience: str,
     }, owner=user_id)
 
 
-def background_job(job_id: str, organisation_id: str, user_id: str) -> jobs.Job:
-    """A report job of this organisation started by this person; anything else is not found."""
-    job = jobs.get(job_id)
-    if (job.kind != "reports.build" or job.owner != user_id
-            or job.params.get("organisation_id") != organisation_id):
+def background_job(job_id: str, organisation_id: str) -> jobs.Job:
+    """A report job of this organisation (any member who may download reports may follow
+    it); anything else is not found."""
+    try:
+        job = jobs.get(job_id)
+    except jobs.JobNotFound as exc:
+        raise ReportNotFound("no such report") from exc
+    if job.kind != "reports.build" or job.params.get("organisation_id") != organisation_id:
         raise ReportNotFound("no such report")
     return job
 
 
+def discard(folder: Path) -> None:
+    """Remove a report built for one download, once it has been sent."""
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 def background_file(job: jobs.Job) -> ReportFile:
+    if job.status == "failed":
+        raise ReportNotFound(f"this report could not be built: {job.message}")
     if job.status != "done" or not job.result:
-        raise ReportNotFound("this report is not ready")
+        raise ReportNotReady("this report is still being built; its page shows how far it got")
     path = reports_folder() / f"{job.id}.pdf"
     if not path.exists():
         raise ReportNotFound("this report has been removed; build it again")

@@ -58,6 +58,10 @@ REQUIRED_ACTION = {
     "dashboard.leave": "view",
     "dashboard.settings": "manage_settings",
     "dashboard.activity_log": "view_internal",
+    "dashboard.reports_page": "download_reports",
+    "dashboard.report_job": "download_reports",
+    "dashboard.report_download": "download_reports",
+    "dashboard.export": "export",
 }
 PEOPLE = ("anonymous", "outsider", "viewer", "finance", "admin", "owner", "auditor",
           "platform_admin")
@@ -79,11 +83,20 @@ def url_for_rule(rule: Rule, values: dict[str, str]) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", value, rule.rule)
 
 
+def report_job(organisation_id: str) -> str:
+    """A queued report of the organisation (its page exists; its download is not ready)."""
+    from amply_verify.report import Period
+    from portal.services import reports
+
+    return reports.start_background(organisation_id, Period(), "auditor", "usr_matrix").id
+
+
 def url_values(world: World) -> dict[str, str]:
     return {"org": world.org.slug, "entry_id": world.entry_id, "expense_id": world.expense_id,
             "fund_id": world.fund_id, "category": "rent",
             "user_id": world.members["viewer"].id, "invitation_id": world.invitation_id,
-            "token": world.invitation_token, "organisation_id": world.org.id}
+            "token": world.invitation_token, "organisation_id": world.org.id,
+            "job_id": report_job(world.org.id), "audience": "auditor"}
 
 
 def expected_access(app: Flask, endpoint: str, person: str) -> bool:
@@ -263,7 +276,9 @@ def test_a_member_of_one_organisation_reaches_nothing_of_another(
     b_values = {"org": world.org.slug, "entry_id": b_entry.entry_id,
                 "expense_id": b_expense, "fund_id": b_fund, "category": "b-only",
                 "user_id": b_member.id, "invitation_id": b_invitation,
-                "token": world.invitation_token, "organisation_id": other.id}
+                "token": world.invitation_token, "organisation_id": other.id,
+                # An audience is not the other organisation's data: this one names none.
+                "job_id": report_job(other.id), "audience": "no-such-audience"}
     owner_of_a = browser(world.members["owner"])
     assert owner_of_a.token
     checked = 0

@@ -199,11 +199,15 @@ def test_a_report_built_in_the_background(
     db.session.commit()
     job = reports.start_background(org.id, audit.Period(), "auditor", "usr_someone")
     jobs.run_pending(app)
-    done = reports.background_job(job.id, org.id, "usr_someone")
+    done = reports.background_job(job.id, org.id)
     assert done.status == "done", done.message
     made = reports.background_file(done)
     assert made.path.read_bytes().startswith(b"%PDF") and made.pages >= 1
     with pytest.raises(reports.ReportNotFound):
-        reports.background_job(job.id, org.id, "usr_somebody_else")
+        reports.background_job(job.id, "org_other")
     with pytest.raises(reports.ReportNotFound):
-        reports.background_job(job.id, "org_other", "usr_someone")
+        reports.background_job("job_unknown", org.id)
+    queued = reports.start_background(org.id, audit.Period(), "auditor", "usr_someone")
+    with pytest.raises(reports.ReportNotReady):
+        reports.background_file(reports.background_job(queued.id, org.id))
+    redis_store.client().delete(jobs.QUEUE)

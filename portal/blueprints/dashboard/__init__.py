@@ -32,5 +32,6 @@ from portal.blueprints.dashboard import (  # noqa: E402, F401
     funds_routes,
     members_routes,
     money_routes,
+    reports_routes,
     routes,
 )

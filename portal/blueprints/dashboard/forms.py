@@ -199,3 +199,20 @@ class InviteForm(FlaskForm):  # type: ignore[misc]
 class RoleForm(FlaskForm):  # type: ignore[misc]
     role = SelectField("Role", validators=[DataRequired(REQUIRED)],
                        choices={r: r.capitalize() for r in ROLES})
+
+
+class ReportForm(FlaskForm):
+    """An audit report: a period (both ends optional) and whose view of the ledger."""
+
+    period_from = DateField("First day", validators=[Optional()],
+                            description="Leave empty to start at the first entry.")
+    period_to = DateField("Last day", validators=[Optional()],
+                          description="Leave empty to end at the last entry.")
+    audience = RadioField("Report on", default="auditor", choices={
+        "auditor": "Every entry in full (from the auditor export; confidential)",
+        "public": "What the public sees (from the public export)",
+    }, validators=[InputRequired(REQUIRED)])
+
+    def validate_period_to(self, field: DateField) -> None:
+        if field.data and self.period_from.data and field.data < self.period_from.data:
+            raise ValidationError("The last day is before the first day.")
