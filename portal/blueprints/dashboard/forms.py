@@ -201,7 +201,7 @@ class RoleForm(FlaskForm):  # type: ignore[misc]
                        choices={r: r.capitalize() for r in ROLES})
 
 
-class ReportForm(FlaskForm):
+class ReportForm(FlaskForm):  # type: ignore[misc]
     """An audit report: a period (both ends optional) and whose view of the ledger."""
 
     period_from = DateField("First day", validators=[Optional()],

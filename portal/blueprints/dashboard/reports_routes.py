@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from flask import Response, g, redirect, url_for
 from flask_login import current_user
@@ -16,7 +17,7 @@ from portal.services import checkpoints, ledger, ledger_export, reports
 from portal.web import attachment_response, render, stream
 
 
-def _context() -> dict[str, object]:
+def _context() -> dict[str, Any]:
     organisation_id = str(g.organisation.id)
     return {"entry_count": ledger.get_head(organisation_id).sequence,
             "background_above": reports.BACKGROUND_ABOVE,
@@ -72,7 +73,7 @@ def export(org: str, audience: str) -> Response:
             audience == "auditor" and not member_may("view_internal")):
         return render("errors/error.html", "error", status=404, status_code=404,
                       title="Page not found", message="There is no such export.")
-    chunks = ledger_export.export_chunks(g.organisation, audience)  # type: ignore[arg-type]
+    chunks = ledger_export.export_chunks(g.organisation, audience)
     response = Response(stream(chunks), mimetype="application/json")
     suffix = "-auditor" if audience == "auditor" else ""
     response.headers["Content-Disposition"] = (
