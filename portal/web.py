@@ -7,6 +7,7 @@ responses always carry ``Vary: HX-Request`` so caches keep the two apart.
 
 from __future__ import annotations
 
+import base64
 import logging
 from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime
@@ -275,6 +276,7 @@ def register_web(app: Flask) -> None:
         money=money_filter, date=date_filter, datetime=datetime_filter,
         category=category_label, country=country_name, percent=percent_filter,
         short_hash=short_hash, entry_type=lambda t: ENTRY_TYPE_LABELS.get(t or "", t or ""),
+        b64=lambda value: base64.b64encode(value).decode(),
     )
     app.jinja_env.globals.update(get_locale=get_locale, Markup=Markup)
     app.register_error_handler(HTTPException, _handle_http)

@@ -168,3 +168,39 @@ def test_a_consistency_proof_links_two_checkpoints(
     assert body is not None
     merkle.verify_consistency(old.size, new.size, old.root, new.root,
                               [base64.b64decode(h) for h in body["consistency_path"]])
+
+
+def test_an_entry_page_carries_its_proof_once_signed(
+    client: FlaskClient, create_org: Callable[..., Organisation], signing_key: Signer
+) -> None:
+    org = create_org()
+    entries = ledger_of(org, 6)
+    hidden = ledger.append_entry(org.id, "expense", -100, "EUR",
+                                 {"category": "legal", "payee": "Counsel",
+                                  "visibility": "internal_only"})
+    db.session.commit()
+    page = client.get(f"/orgs/{org.slug}/entries/{entries[3].entry_id}").get_data(as_text=True)
+    assert "newer than the latest signed checkpoint" in page
+
+    made = checkpoints.create_checkpoint(MOMENT).checkpoint
+    page = client.get(f"/orgs/{org.slug}/entries/{entries[3].entry_id}").get_data(as_text=True)
+    line = checkpoints.line_for(made.id, org.id)
+    assert f"Checkpoint <a href=\"/checkpoints/{made.id}\">{made.id}</a>" in page
+    assert line.root_hash in page
+    proof = checkpoints.prove_entry(org.id, entries[3].entry_id)
+    for value in proof.proof.path:
+        assert base64.b64encode(value).decode() in page
+    assert f"amply-verify proof --file {entries[3].entry_id}.tlog-proof" in page
+    assert "format=tlog-proof" in page
+    hidden_page = client.get(f"/orgs/{org.slug}/sequence/{hidden.sequence}")
+    assert "Proof that this entry" not in hidden_page.get_data(as_text=True)
+
+
+def test_the_how_to_verify_page_shows_the_key_and_the_commands(
+    client: FlaskClient, create_org: Callable[..., Organisation], signing_key: Signer
+) -> None:
+    create_org()
+    made = checkpoints.create_checkpoint(MOMENT).checkpoint
+    page = client.get("/how-to-verify").get_data(as_text=True)
+    assert str(signing_key.verifier) in page
+    assert f"amply-verify checkpoint ledger.json --checkpoint {made.id}" in page

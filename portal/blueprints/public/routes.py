@@ -12,6 +12,7 @@ from portal.blueprints.public import bp
 from portal.models import ENTRY_TYPES, Organisation
 from portal.money import to_decimal
 from portal.services import (
+    checkpoints,
     directory,
     figures,
     ledger,
@@ -38,7 +39,8 @@ def _int_arg(name: str) -> int | None:
 
 @bp.get("/how-to-verify")
 def how_to_verify() -> Response:
-    return render("public/how_to_verify.html")
+    return render("public/how_to_verify.html", keys=checkpoints.published_keys(),
+                  latest=checkpoints.latest_checkpoint())
 
 
 @bp.get("/healthz")
@@ -115,7 +117,9 @@ def _ledger_choices(org: Organisation) -> dict[str, Any]:
 def entry(slug: str, entry_id: str) -> Response:
     org = organisations.find_public_organisation(slug)
     view = public_ledger.entry_view(org, entry_id=entry_id)
-    return render("public/entry.html", org=org, view=view,
+    # Only disclosed entries are proven here: a proof names the entry's id.
+    proven = (checkpoints.prove_entry(org.id, entry_id) if view.row.is_full else None)
+    return render("public/entry.html", org=org, view=view, proven=proven,
                   fund_names=public_ledger.fund_names(org.id))
 
 
