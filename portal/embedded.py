@@ -92,7 +92,10 @@ def postgres_urls(data_dir: Path) -> DatabaseUrls:
 def postgres_url(data_dir: Path) -> str:
     """Start (or join) the PostgreSQL server in ``data_dir``; return its superuser URL."""
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI), on import.
+            warnings.simplefilter("ignore")
+            import pgserver
     except ImportError as exc:
         raise ConfigError(
             "DATABASE_URL is not set and the embedded PostgreSQL is not installed. "
