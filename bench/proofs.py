@@ -84,6 +84,12 @@ def proofs(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool,
     size = entries or (100_000 if quick else 1_000_000)
     app = make_app(urls, redis_url)
     org_id, slug = _build(app, size, seed=31)
+    with psycopg.connect(raw_url(urls.owner)) as connection:
+        nodes, entries_size = connection.execute(
+            "SELECT pg_total_relation_size('merkle_nodes'),"
+            " pg_total_relation_size('ledger_entries')").fetchone() or (0, 0)
+    results.add(Figure(f"Merkle tree storage at {size:,} entries", nodes / 1e6, "MB",
+                       "the entries' own storage", entries_size / 1e6, higher_is_better=False))
     key, seconds, walked = _sign(app)
     print(f"  first checkpoint: {walked:,} entries checked and signed in {seconds:.1f} s"
           f" ({walked / seconds:,.0f} entries/s)", flush=True)
