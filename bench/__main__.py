@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import ledger, portal, proofs
+from bench import donations, ledger, portal, proofs
 from bench.harness import Results, fresh_database, servers
 
 SUITES: dict[str, Callable[..., None]] = {
@@ -25,6 +25,7 @@ SUITES: dict[str, Callable[..., None]] = {
     "merkle": proofs.merkle_upkeep,
     "proofs": proofs.proofs,
     "reports": proofs.audit_reports,
+    "webhooks": donations.webhooks,
 }
 SIZED = {"verify", "pages", "proofs"}
 

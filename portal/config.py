@@ -127,6 +127,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("LEDGER_MAX_AMOUNT", "99999999999999",
             "Largest absolute amount of one entry, in minor units (at most 2^53 − 1, "
             "the largest integer every JSON reader keeps exact).", _int),
+    Setting("DONATION_MIN_AMOUNT", "100",
+            "Smallest donation, in minor units of the chosen currency (100: €1.00).", _int),
+    Setting("DONATION_MAX_AMOUNT", "99999999",
+            "Largest donation, in minor units, fees covered included (99999999: "
+            "€999,999.99, Stripe's largest card charge).", _int),
+    Setting("DONATION_PRESET_AMOUNTS", "1000,2500,5000,10000",
+            "The amounts offered on donation pages, in minor units, separated by commas."),
+    Setting("DONATION_RATE_LIMIT", "10 per minute;60 per hour",
+            "How many donation forms and test-card payments one network address may send "
+            "(Flask-Limiter notation, counted in Redis)."),
+    Setting("DONATION_FEE_BASIS_POINTS", "",
+            "Percentage part of the card fee that \"cover the fees\" adds, in hundredths of a "
+            "percent. Empty: `STRIPE_SIMULATOR_FEE_BASIS_POINTS`."),
+    Setting("DONATION_FEE_FIXED", "",
+            "Fixed part of the card fee that \"cover the fees\" adds, in minor units. Empty: "
+            "`STRIPE_SIMULATOR_FEE_FIXED`."),
     Setting("CHECKPOINT_KEY_FILE", "",
             "The Ed25519 key that signs checkpoints (made by `flask checkpoints keygen`; keep "
             "it secret and backed up). Empty: `instance/checkpoint-signing.key`."),

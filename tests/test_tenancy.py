@@ -25,6 +25,8 @@ TENANT_TABLES = {
     "ledger_totals": "organisation_id", "organisation_categories": "organisation_id",
     "invitations": "organisation_id", "expenses": "organisation_id",
     "organisation_events": "organisation_id", "merkle_nodes": "organisation_id",
+    "organisation_stripe_accounts": "organisation_id", "donations": "organisation_id",
+    "donation_payments": "organisation_id", "stripe_events": "organisation_id",
 }
 #: Tables naming organisations whose rows are published for everyone (signed checkpoints);
 #: row-level security is forced on them too, so that only operators write them.

@@ -11,7 +11,9 @@ def register_blueprints(app: Flask) -> None:
     from portal.blueprints.api import bp as api_bp
     from portal.blueprints.checkpoints import bp as checkpoints_bp
     from portal.blueprints.dashboard import bp as dashboard_bp
+    from portal.blueprints.donate import bp as donate_bp
     from portal.blueprints.public import bp as public_bp
+    from portal.blueprints.webhooks import bp as webhooks_bp
 
     app.register_blueprint(public_bp)
     app.register_blueprint(api_bp)
@@ -19,6 +21,8 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(account_bp)
     app.register_blueprint(dashboard_bp)
     app.register_blueprint(admin_bp)
+    app.register_blueprint(donate_bp)
+    app.register_blueprint(webhooks_bp)
 
     @app.context_processor
     def _known_endpoints() -> dict[str, object]:

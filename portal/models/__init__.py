@@ -2,6 +2,15 @@
 
 from portal.extensions import Base
 from portal.models.checkpoint import Checkpoint, CheckpointOrganisation
+from portal.models.donation import (
+    DONATION_FREQUENCIES,
+    DONATION_STATUSES,
+    PAYMENT_STATUSES,
+    Donation,
+    DonationPayment,
+    OrganisationStripeAccount,
+    StripeEvent,
+)
 from portal.models.expense import EXPENSE_STATUSES, RECEIPT_TYPES, Expense
 from portal.models.ledger import (
     ENTRY_TYPES,
@@ -24,11 +33,14 @@ from portal.models.organisation import (
 from portal.models.user import IP_BINDINGS, ROLES, Membership, RecoveryCode, SecurityEvent, User
 
 __all__ = [
+    "DONATION_FREQUENCIES",
+    "DONATION_STATUSES",
     "ENTRY_TYPES",
     "EXPENSE_STATUSES",
     "FUND_TYPES",
     "IP_BINDINGS",
     "ORGANISATION_STATUSES",
+    "PAYMENT_STATUSES",
     "RECEIPT_TYPES",
     "ROLES",
     "VISIBILITY_LEVELS",
@@ -37,6 +49,8 @@ __all__ = [
     "Category",
     "Checkpoint",
     "CheckpointOrganisation",
+    "Donation",
+    "DonationPayment",
     "Expense",
     "Fund",
     "Invitation",
@@ -47,7 +61,9 @@ __all__ = [
     "MerkleNode",
     "Organisation",
     "OrganisationEvent",
+    "OrganisationStripeAccount",
     "RecoveryCode",
     "SecurityEvent",
+    "StripeEvent",
     "User",
 ]
