@@ -27,7 +27,6 @@ class Organisation(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     description: Mapped[str] = mapped_column(sa.Text, default="")
     website: Mapped[str] = mapped_column(sa.String(300), default="")
-    stripe_account_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(
         sa.DateTime(timezone=True), server_default=sa.func.now()
     )

@@ -6,7 +6,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from portal.models import Organisation
-from portal.services import expenses, funds, ledger, member_ledger, permissions, verification
+from portal.services import (
+    expenses,
+    funds,
+    ledger,
+    member_ledger,
+    permissions,
+    stripe_accounts,
+    verification,
+)
 from portal.services.verification import VerificationReport
 
 RECENT_ENTRIES = 10
@@ -19,7 +27,7 @@ class Overview:
     recent: member_ledger.MemberLedgerPage
     #: Expenses waiting for approval; None when the member may not see them.
     waiting: list[expenses.ExpenseRow] | None
-    stripe_account_id: str | None
+    stripe: stripe_accounts.StripeStatus
     last_check: VerificationReport | None
     head: ledger.Head
 
@@ -33,7 +41,7 @@ def overview(actor_id: str, organisation: Organisation) -> Overview:
         funds=funds.list_funds(actor_id, organisation.id, include_archived=False),
         recent=member_ledger.recent(actor_id, organisation, RECENT_ENTRIES),
         waiting=expenses.waiting(organisation.id) if sees_internal else None,
-        stripe_account_id=organisation.stripe_account_id,
+        stripe=stripe_accounts.stripe_status(organisation.id),
         last_check=verification.last_reports([organisation.id]).get(organisation.id),
         head=ledger.get_head(organisation.id),
     )

@@ -62,6 +62,9 @@ REQUIRED_ACTION = {
     "dashboard.report_job": "download_reports",
     "dashboard.report_download": "download_reports",
     "dashboard.export": "export",
+    "dashboard.connect_stripe": "connect_payments",
+    "dashboard.stripe_refresh": "connect_payments",
+    "dashboard.stripe_return": "connect_payments",
 }
 PEOPLE = ("anonymous", "outsider", "viewer", "finance", "admin", "owner", "auditor",
           "platform_admin")

@@ -10,10 +10,12 @@ from collections.abc import Callable
 
 import pytest
 import sqlalchemy as sa
+from flask.testing import FlaskClient
 
 from portal.extensions import db
-from portal.models import Organisation, OrganisationStripeAccount
+from portal.models import Organisation, OrganisationStripeAccount, User
 from portal.services import donations, stripe_accounts
+from tests.conftest import csrf_token_from, sign_in_as
 from tests.donations.conftest import Webhooks
 
 RETURN_URL = "http://portal.test/dashboard/stripe/back"
@@ -79,3 +81,44 @@ def test_an_organisation_without_an_account_has_nothing_to_refresh(
         stripe_accounts.refresh_stripe_status(org.id)
     with pytest.raises(stripe_accounts.OrganisationNotFound):
         stripe_accounts.connect_stripe("org_" + "0" * 24, RETURN_URL, REFRESH_URL)
+
+
+def test_the_dashboard_connects_stripe_and_the_public_page_offers_to_donate(
+    create_org: Callable[..., Organisation], webhooks: Webhooks,
+    create_user: Callable[..., User], add_member: Callable[..., object],
+    client: FlaskClient,
+) -> None:
+    org = create_org(name="Quayside Pantry")
+    owner, viewer = create_user(), create_user()
+    add_member(org, owner, "owner")
+    add_member(org, viewer, "viewer")
+    public_page = f"/orgs/{org.slug}"
+    assert "Donate to Quayside Pantry" not in client.get(public_page).get_data(as_text=True)
+
+    sign_in_as(client, owner)
+    overview = f"/dashboard/{org.slug}"
+    page = client.get(overview).get_data(as_text=True)
+    assert "Stripe: not connected yet" in page and "Connect a Stripe account" in page
+    token = csrf_token_from(client, overview)
+    started = client.post(f"{overview}/stripe/connect", data={"csrf_token": token})
+    assert started.status_code == 303
+    onboarding = started.headers["Location"]
+    assert stripe_accounts.stripe_status(org.id).connected
+    code, back, _ = open_link(onboarding, post=True)
+    assert code == 303 and back.endswith(f"{overview}/stripe/return")
+
+    returned = client.get(back.replace("http://localhost", ""))
+    assert returned.status_code == 303 and returned.headers["Location"].endswith(overview)
+    page = client.get(overview).get_data(as_text=True)
+    assert "Stripe is connected: the organisation can take donations." in page
+    account = stripe_accounts.stripe_status(org.id).account_id
+    assert f"Stripe is connected (account <code>{account}</code>)" in page
+    assert set(webhooks.deliver()) == {200}
+
+    client.get("/account/logout")
+    assert f'href="/orgs/{org.slug}/donate"' in client.get(public_page).get_data(as_text=True)
+    sign_in_as(client, viewer)
+    page = client.get(overview).get_data(as_text=True)
+    assert "Stripe is connected" in page and "Ask Stripe for the latest status" not in page
+    assert client.post(f"{overview}/stripe/connect",
+                       data={"csrf_token": csrf_token_from(client, overview)}).status_code == 403

@@ -34,4 +34,5 @@ from portal.blueprints.dashboard import (  # noqa: E402, F401
     money_routes,
     reports_routes,
     routes,
+    stripe_routes,
 )

@@ -69,8 +69,9 @@ def to_mfa_setup(refused: permissions.MfaRequired) -> Response:
     anything else (a form, an htmx request) is refused with the reason."""
     if (request.method == "GET" and not getattr(request, "htmx", False)
             and "account.mfa_setup" in current_app.view_functions):
-        return redirect(url_for("account.mfa_setup", next=request.full_path,  # type: ignore[return-value]
-                                reason=refused.message))
+        target = url_for("account.mfa_setup", next=request.full_path.rstrip("?"),
+                         reason=refused.message)
+        return redirect(target)  # type: ignore[return-value]
     raise refused
 
 

@@ -14,6 +14,7 @@ from portal.money import to_decimal
 from portal.services import (
     checkpoints,
     directory,
+    donations,
     figures,
     ledger,
     ledger_export,
@@ -78,7 +79,8 @@ def organisation(slug: str) -> Response:
     last_check = verification.last_reports([org.id]).get(org.id)
     return render("public/organisation.html", org=org, figures=numbers, main=main,
                   chart=chart, latest=latest, last_check=last_check,
-                  fund_names=public_ledger.fund_names(org.id))
+                  fund_names=public_ledger.fund_names(org.id),
+                  donate=donations.donate_state(org.id))
 
 
 @bp.get("/orgs/<slug>/ledger")
