@@ -4,19 +4,26 @@ real HTTP server, and Debian's Chromium driven by Playwright.
 The browser tests never write into the database the other tests share: demo data
 committed there would change what those tests see. Without Chromium (or axe-core
 for the accessibility checks) the tests are skipped, except in CI, where they fail.
+The journeys of signed-in people add accounts, organisations and memberships to the
+demo database through the services, and read the portal's mail from its outbox.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import threading
+import time
+import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyotp
 import pytest
 from flask import Flask
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
@@ -24,8 +31,9 @@ from playwright.sync_api import Error as PlaywrightError
 from werkzeug.serving import BaseWSGIServer, make_server
 
 from portal import create_app
-from portal.extensions import db
-from tests.conftest import scratch_database
+from portal.extensions import db, limiter
+from tests.account.conftest import body_of, link_in, mails_to
+from tests.conftest import DEFAULT_PASSWORD, scratch_database
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -216,3 +224,175 @@ def pytest_runtest_makereport(
     if report.when == "call" and report.failed:
         item.failed_call = True  # type: ignore[attr-defined]
     return report
+
+
+# --------------------------------------------------------------------------- accessibility
+
+
+@pytest.fixture
+def assert_accessible(axe_script: Path, artifacts: Path) -> Callable[[Page, str], None]:
+    """``assert_accessible(page, name)``: axe-core on the page as it is now (after any
+    htmx swaps), failing on serious or critical violations; all of them go to
+    ``tests/artifacts/axe-<name>.json``.
+
+    axe-core is evaluated by Playwright rather than added as a script tag, so the
+    portal's Content-Security-Policy stays on for the journey that is being checked.
+    """
+    # Imported here because that module imports this one.
+    from tests.browser.test_accessibility import BLOCKING, describe
+
+    source = axe_script.read_text(encoding="utf-8")
+
+    def check(page: Page, name: str) -> None:
+        if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+            page.evaluate(source)
+        results: dict[str, Any] = page.evaluate("async () => await axe.run()")
+        violations: list[dict[str, Any]] = results["violations"]
+        (artifacts / f"axe-{name}.json").write_text(
+            json.dumps({"url": page.url, "violations": violations}, indent=2),
+            encoding="utf-8")
+        blocking = [v for v in violations if v["impact"] in BLOCKING]
+        assert not blocking, (
+            f"axe found serious or critical violations on {page.url}:\n{describe(blocking)}")
+
+    return check
+
+
+# --------------------------------------------------------------------------- people and mail
+
+
+@dataclass
+class Authenticator:
+    """An authenticator app holding one account's secret.
+
+    The portal takes each code once (and none older than the last one it took), so
+    the app gives this moment's code, or the next moment's when this one is used up:
+    the portal accepts a code one step early, for phones whose clocks run ahead.
+    """
+
+    secret: str
+    last_step: int | None = None
+
+    def code(self) -> str:
+        from portal.services import mfa
+
+        now = int(time.time() // mfa.STEP_SECONDS)
+        step = now if self.last_step is None else max(now, self.last_step + 1)
+        if step > now + mfa.VALID_WINDOW:
+            # Every code the portal accepts now has been used: wait for the next one,
+            # as a person would (the portal's own advice). Nothing in the page to wait on.
+            time.sleep((now + 1) * mfa.STEP_SECONDS - time.time())
+        self.last_step = step
+        return self.code_at(step)
+
+    def code_at(self, step: int) -> str:
+        from portal.services import mfa
+
+        totp = pyotp.TOTP(self.secret, digits=mfa.DIGITS, interval=mfa.STEP_SECONDS)
+        return totp.at(step * mfa.STEP_SECONDS)
+
+
+@dataclass
+class Person:
+    """Someone with an account (or about to make one) and, once they have turned it on,
+    their authenticator app."""
+
+    name: str
+    email: str
+    password: str = DEFAULT_PASSWORD
+    authenticator: Authenticator | None = None
+
+
+def new_address(name: str) -> str:
+    """An email address of its own for every person a test makes."""
+    local = re.sub(r"[^a-z]+", ".", name.lower()).strip(".")
+    return f"{local}.{uuid.uuid4().hex[:8]}@example.org"
+
+
+@pytest.fixture
+def fresh_rate_limits(demo_app: Flask) -> None:
+    """Rate-limit counters live in Redis and outlast a test: a journey starts with none."""
+    with demo_app.app_context():
+        limiter.reset()
+
+
+@pytest.fixture
+def make_person(demo_app: Flask) -> Callable[..., Person]:
+    """Factory: ``make_person("Ada", two_factor=True, platform_admin=True,
+    member_of=slug, role="auditor")`` makes a confirmed account through the services."""
+    from portal.models import Membership
+    from portal.services import accounts, mfa, organisations, tenancy
+
+    def make(name: str, *, two_factor: bool = False, platform_admin: bool = False,
+             member_of: str | None = None, role: str = "viewer") -> Person:
+        person = Person(name, new_address(name))
+        with demo_app.app_context():
+            tenancy.platform()
+            try:
+                user = accounts.register(person.email, person.password, name)
+                user.email_confirmed_at = datetime.now(UTC)
+                db.session.commit()
+                if platform_admin:
+                    accounts.make_platform_admin(person.email)
+                if two_factor:
+                    # Set up a step ago, as if the app had been added a moment before.
+                    step = int(time.time() // mfa.STEP_SECONDS) - 1
+                    authenticator = Authenticator(mfa.new_secret(), last_step=step)
+                    mfa.enable(user.id, authenticator.secret, authenticator.code_at(step),
+                               ip="", keep_session=None)
+                    person.authenticator = authenticator
+                if member_of is not None:
+                    organisation = organisations.find_organisation(member_of)
+                    db.session.add(Membership(organisation_id=organisation.id,
+                                              user_id=user.id, role=role))
+                    db.session.commit()
+            finally:
+                db.session.remove()
+        return person
+
+    return make
+
+
+@pytest.fixture
+def make_organisation(demo_app: Flask) -> Callable[..., str]:
+    """Factory: ``make_organisation(name, owner)`` registers an organisation waiting
+    for approval (not public), owned by ``owner`` (made by ``make_person``); its slug."""
+    from portal.services import accounts, organisations, tenancy
+
+    def make(name: str, owner: Person) -> str:
+        with demo_app.app_context():
+            tenancy.platform()
+            try:
+                user = accounts.find_by_email(owner.email)
+                assert user is not None, f"no account for {owner.email}"
+                organisation = organisations.create_organisation(
+                    name=name, country="GB", default_currency="GBP", status="pending",
+                    owner_user_id=user.id)
+                return organisation.slug
+            finally:
+                db.session.remove()
+
+    return make
+
+
+@dataclass
+class Outbox:
+    """The mail the live app has sent (files in its outbox folder)."""
+
+    app: Flask
+
+    def link(self, address: str, path_start: str) -> str:
+        """The path of the link starting with ``path_start`` in the newest mail to
+        ``address`` that has one (the mail's links point at the portal's public address)."""
+        with self.app.app_context():
+            messages = mails_to(address)
+        for message in reversed(messages):
+            if path_start in body_of(message):
+                return link_in(message, path_start)
+        subjects = [str(message["Subject"]) for message in messages]
+        raise AssertionError(f"no {path_start} link in the mail to {address}: {subjects}")
+
+
+@pytest.fixture
+def outbox(demo_app: Flask) -> Outbox:
+    return Outbox(demo_app)
