@@ -1,7 +1,11 @@
 #!/bin/sh
-# Apply pending migrations, then serve the app. Migrations are transactional: a
-# failed upgrade leaves the schema as it was and the container stops.
+# With no arguments: apply pending migrations, then serve the app. Migrations are
+# transactional: a failed upgrade leaves the schema as it was and the container stops.
+# With arguments, run them instead (for example `flask jobs worker`), without migrating.
 set -eu
+if [ "$#" -gt 0 ]; then
+    exec "$@"
+fi
 flask db upgrade
 exec gunicorn \
     --bind "0.0.0.0:${PORT:-8000}" \
