@@ -126,9 +126,9 @@ class MerkleNode(Base):
 
     __tablename__ = "merkle_nodes"
 
-    organisation_id: Mapped[str] = mapped_column(
-        sa.ForeignKey("organisations.id"), primary_key=True
-    )
+    # Not a foreign key: nodes exist only for ledgers with entries, which the ledger's
+    # guards keep from being deleted (migration 0007).
+    organisation_id: Mapped[str] = mapped_column(sa.String(40), primary_key=True)
     level: Mapped[int] = mapped_column(sa.SmallInteger, primary_key=True)
     position: Mapped[int] = mapped_column(sa.BigInteger, primary_key=True)
     hash: Mapped[bytes] = mapped_column(sa.LargeBinary)
