@@ -134,7 +134,7 @@ def bulk(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool) -
     app = make_app(urls, redis_url)
     with operator_context(app):
         began = time.perf_counter()
-        demo.build_demo_data(organisations=1, entries=entries, seed=7)
+        demo.build_demo_data(organisations=1, entries=entries, seed=7, sign=False)
         service = entries / (time.perf_counter() - began)
     rows = [(f"led_bulk_{i}", "org_bulk", i, "2030-01-01T00:00:00Z", "donation_received", 100,
              "EUR", '{"donor_name":"Bench Donor","category":"programs"}', HASH, HASH, i)
@@ -194,7 +194,7 @@ def verify(results: Results, urls: DatabaseUrls, redis_url: str, *, quick: bool,
     app = make_app(urls, redis_url)
     with operator_context(app):
         print(f"  building a {size:,}-entry ledger for verify_chain …", flush=True)
-        org = demo.build_demo_data(organisations=1, entries=size, seed=11)[0].id
+        org = demo.build_demo_data(organisations=1, entries=size, seed=11, sign=False)[0].id
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     child = ctx.Process(target=_verify_child, args=(urls, redis_url, org, queue))

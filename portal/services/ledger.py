@@ -32,7 +32,7 @@ from portal.models.ledger import ENTRY_TYPES, VISIBILITY_LEVELS, WITHHELD_LEVELS
 from portal.money import is_known_currency
 from portal.services import tenancy
 from portal.services.errors import Conflict, DomainError, NotFound
-from portal.services.merkle import StoredTreeCheck
+from portal.services.merkle import check_stored_tree
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 TIMESTAMP_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
@@ -1016,7 +1016,45 @@ def iter_entries(
         yield Entry(*row)
 
 
-def verify_chain(  # noqa: PLR0912, PLR0915 - one flat loop on purpose: it runs per entry
+class _StoredTreeCheck:
+    """The stored Merkle tree's check (``merkle.check_stored_tree``), run in the database
+    while this process walks the chain: on its own connection, in a thread, when the
+    session may open one; in line when the session is held to one connection (a
+    caller's transaction, whose uncommitted rows another connection would not see)."""
+
+    def __init__(self, organisation_id: str, size: int) -> None:
+        self.organisation_id, self.size = organisation_id, size
+        self.outcome: list[str | None] = []
+        self.failure: list[BaseException] = []
+        self.thread: threading.Thread | None = None
+        if isinstance(db.session.get_bind(), sa.engine.Connection):
+            return
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        scope = tenancy.current()
+
+        def run() -> None:
+            with app.app_context():
+                tenancy.set_scope(scope)
+                try:
+                    self.outcome.append(check_stored_tree(organisation_id, size))
+                except BaseException as exc:  # reported by result(), in the caller's thread
+                    self.failure.append(exc)
+                finally:
+                    db.session.remove()
+
+        self.thread = threading.Thread(target=run, name="merkle-check", daemon=True)
+        self.thread.start()
+
+    def result(self) -> str | None:
+        if self.thread is None:
+            return check_stored_tree(self.organisation_id, self.size)
+        self.thread.join()
+        if self.failure:
+            raise self.failure[0]
+        return self.outcome[0]
+
+
+def verify_chain(  # noqa: PLR0912 - one flat loop on purpose: it runs per entry
     organisation_id: str, *, progress: Callable[[int], None] | None = None
 ) -> ChainVerification:
     """Recompute every hash, link and running balance; name the first entry that is wrong.
@@ -1040,8 +1078,7 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one flat loop on purpose: it runs 
     problem: tuple[str, str] | None = None
     broken: tuple[Any, ...] | None = None
     entry_hash_of = compute_entry_hash  # a local name: this loop runs a million times
-    tree = StoredTreeCheck(organisation_id)
-    add_leaf = tree.add
+    tree = _StoredTreeCheck(organisation_id, head.sequence)
     for row in _stream(query, {"org": organisation_id}, 2_000):
         (head_sequence, head_hash, sequence, entry_id, timestamp, entry_type, amount,
          currency, metadata, prev_hash, stored_hash, balance_after, withheld_after) = row
@@ -1074,7 +1111,6 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one flat loop on purpose: it runs 
         balances[currency] = balance
         withheld[currency] = withheld_now
         previous_hash = stored_hash
-        add_leaf(stored_hash)
         count += 1
         if progress is not None and count % step == 0:
             progress(step)
@@ -1084,7 +1120,8 @@ def verify_chain(  # noqa: PLR0912, PLR0915 - one flat loop on purpose: it runs 
         problem = ("head_mismatch", f"the ledger's head says {head.sequence} entries ending in "
                    f"{head.entry_hash}, but the entries end at sequence {count} with "
                    f"{previous_hash}: entries were removed")
-    if problem is None and (tree_problem := tree.finish()) is not None:
+    tree_problem = tree.result()
+    if problem is None and tree_problem is not None:
         problem = ("merkle_mismatch", tree_problem)
     if problem is None:
         return ChainVerification(organisation_id, True, count, head.sequence, head.entry_hash)

@@ -192,53 +192,66 @@ def consistency_proof(organisation_id: str, first: int, second: int) -> Consiste
     return ConsistencyProof(organisation_id, first, second, hashes[-2], hashes[-1], hashes[:-2])
 
 
-class StoredTreeCheck:
-    """Compares the stored tree, node by node, with the one rebuilt from the entries.
-
-    Feed it the entries' hashes in sequence order (``add``); it compares the inner
-    nodes in batches as they complete and keeps the first difference (``problem``).
+_LEVEL_ONE_CHECK = sa.text(
     """
+    SELECT c.position
+      FROM (SELECT l.sequence, l.sequence / 2 - 1 AS position,
+                   sha256('\\x01'::bytea || lag(l.leaf) OVER (ORDER BY l.sequence) || l.leaf)
+                       AS expected
+              FROM (SELECT e.sequence,
+                           sha256('\\x00'::bytea || convert_to(e.entry_hash, 'UTF8')) AS leaf
+                      FROM ledger_entries e
+                     WHERE e.organisation_id = :org AND e.sequence <= :size) AS l) AS c
+      LEFT JOIN merkle_nodes n
+        ON n.organisation_id = :org AND n.level = 1 AND n.position = c.position
+     WHERE c.sequence % 2 = 0 AND n.hash IS DISTINCT FROM c.expected
+     ORDER BY c.position
+     LIMIT 1
+    """
+)
 
-    BATCH = 8192
+_UPPER_LEVEL_CHECK = sa.text(
+    """
+    SELECT c.position / 2
+      FROM (SELECT m.position,
+                   sha256('\\x01'::bytea || lag(m.hash) OVER (ORDER BY m.position) || m.hash)
+                       AS expected
+              FROM merkle_nodes m
+             WHERE m.organisation_id = :org AND m.level = :below
+               AND m.position < :count_below) AS c
+      LEFT JOIN merkle_nodes n
+        ON n.organisation_id = :org AND n.level = :below + 1 AND n.position = c.position / 2
+     WHERE c.position % 2 = 1 AND n.hash IS DISTINCT FROM c.expected
+     ORDER BY c.position
+     LIMIT 1
+    """
+)
 
-    def __init__(self, organisation_id: str) -> None:
-        self.organisation_id = organisation_id
-        self.builder = merkle.TreeBuilder(self._completed)
-        self.pending: dict[Node, bytes] = {}
-        self.problem: str | None = None
 
-    def _completed(self, level: int, position: int, value: bytes) -> None:
-        self.pending[(level, position)] = value
+def check_stored_tree(organisation_id: str, size: int) -> str | None:
+    """Compare every stored node of the tree of the first ``size`` entries with the node
+    its children make, level by level; the first difference, or None.
 
-    def add(self, entry_hash: str) -> None:
-        self.builder.add_entry_hash(entry_hash)
-        if len(self.pending) >= self.BATCH:
-            self._compare()
-
-    def _compare(self) -> None:
-        if self.problem is None and self.pending:
-            wanted = sorted(self.pending)
-            rows = db.session.execute(_NODES_SQL, {
-                "org": self.organisation_id,
-                "levels": [level for level, _ in wanted],
-                "positions": [position for _, position in wanted],
-                "sequences": [],
-            })
-            stored = {(level, position): bytes(value) for level, position, value in rows}
-            for node in sorted(wanted, key=lambda n: ((n[1] + 1) << n[0], n[0])):
-                if stored.get(node) != self.pending[node]:
-                    level, position = node
-                    first, last = position << level, ((position + 1) << level) - 1
-                    state = "is missing" if node not in stored else "differs"
-                    self.problem = (f"the stored Merkle tree node over entries {first + 1}"
-                                    f" to {last + 1} {state}: its nodes were changed")
-                    break
-        self.pending.clear()
-
-    def finish(self) -> str | None:
-        """The first difference found, or None when the stored tree is right."""
-        self._compare()
-        return self.problem
+    Level 1 is rebuilt from the entries' hashes, each level above from the stored level
+    below it (already checked), so a changed, missing or swapped node anywhere is found.
+    It runs in the database, in a few passes over the ordered nodes.
+    """
+    level, count = 1, size // 2
+    while count:
+        if level == 1:
+            found = db.session.execute(_LEVEL_ONE_CHECK,
+                                       {"org": organisation_id, "size": size}).scalar()
+        else:
+            found = db.session.execute(_UPPER_LEVEL_CHECK, {
+                "org": organisation_id, "below": level - 1, "count_below": count * 2,
+            }).scalar()
+        if found is not None:
+            first, last = int(found) << level, ((int(found) + 1) << level) - 1
+            return (f"the stored Merkle tree node over entries {first + 1} to {last + 1}"
+                    " differs from the one its children make, or is missing: its nodes"
+                    " were changed")
+        level, count = level + 1, count // 2
+    return None
 
 
 def compact_range(organisation_id: str, size: int) -> list[bytes]:
