@@ -563,6 +563,7 @@ _STAGING_TABLE = (
     "CREATE TEMPORARY TABLE IF NOT EXISTS ledger_staging"
     " (LIKE ledger_entries INCLUDING DEFAULTS)"
 )
+_BULK_WORK_MEM = "64MB"
 _COPY_TO_STAGING = f"COPY ledger_staging ({', '.join(_INSERT_COLUMNS)}) FROM STDIN"
 _INSERT_FROM_STAGING = (
     f"INSERT INTO ledger_entries ({', '.join(_INSERT_COLUMNS)})"  # noqa: S608
@@ -957,6 +958,8 @@ def _store_batch(organisation_id: str, prepared: _PreparedBatch) -> None:
             raise ChainRefused("the ledger received other entries while it was being loaded; "
                                "the entries loaded so far are kept")
         connection = _driver_connection()
+        # Room to sort a batch, and the triggers' passes over it, in memory.
+        connection.execute(f"SET LOCAL work_mem = '{_BULK_WORK_MEM}'")
         connection.execute(_STAGING_TABLE)
         with connection.cursor() as cursor, cursor.copy(_COPY_TO_STAGING) as copy:
             for row in prepared.rows:
