@@ -150,3 +150,24 @@ def test_the_query_helper_refuses_organisations_outside_the_scope(two: tuple[str
     assert len(db.session.scalars(tenancy.organisation_rows(Fund, mine)).all()) == 1
     with pytest.raises(PermissionError):
         tenancy.organisation_rows(Fund, theirs)
+
+
+def test_the_public_read_memo_lives_as_long_as_the_public_scope_and_transaction(
+    two: tuple[str, str]
+) -> None:
+    mine, _ = two
+    tenancy.platform()
+    assert tenancy.public_read_memo() is None  # heads can move under this scope
+    tenancy.public_reading()
+    assert ledger.get_head(mine).sequence == 1
+    memo = tenancy.public_read_memo()
+    assert memo is not None and memo[("head", mine)].sequence == 1
+    assert tenancy.public_read_memo() is memo  # one memo for the transaction
+    tenancy.platform()
+    ledger.append_entry(mine, "donation_received", 100, "EUR")
+    tenancy.public_reading()  # a new scope forgets what the old one kept
+    assert ledger.get_head(mine).sequence == 2
+    db.session.commit()
+    tenancy.public_reading()
+    ledger.get_head(mine)
+    assert tenancy.public_read_memo() is not memo  # and so does a new transaction

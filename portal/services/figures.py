@@ -189,28 +189,8 @@ def currency_figures(organisation_ids: list[str]) -> dict[str, list[CurrencyFigu
 
 def _fund_figures(organisation: Organisation) -> list[FundFigures]:
     """Raised and spent per fund, from disclosed entries only (a fund is a detail)."""
-    rows = db.session.execute(
-        sa.text(
-            "SELECT fund_id, currency, entry_type, category, sum(amount) FROM ledger_totals"
-            " WHERE organisation_id = :org AND visibility IN ('public_full', 'delayed_public')"
-            " GROUP BY fund_id, currency, entry_type, category"
-        ),
-        {"org": organisation.id},
-    )
-    raised: dict[tuple[str, str], int] = defaultdict(int)
-    spent: dict[tuple[str, str], int] = defaultdict(int)
-
-    def count(fund_id: str, currency: str, entry_type: str, category: str, amount: int) -> None:
-        if entry_type in DONATION_TYPES:
-            raised[(fund_id, currency)] += amount
-        elif category_of(entry_type, category) is not None:
-            spent[(fund_id, currency)] -= amount
-
-    for fund_id, currency, entry_type, category, amount in rows:
-        count(fund_id, currency, entry_type, category, int(amount))
-    for waiting in _scheduled([organisation.id]):
-        count(waiting.fund_id, waiting.currency, waiting.entry_type, waiting.category,
-              -waiting.amount)
+    raised, spent = ledger_cache.cached(organisation.id, "fund_totals",
+                                        lambda: _fund_totals(organisation.id))
     funds = db.session.scalars(
         sa.select(Fund).where(Fund.organisation_id == organisation.id)
         .order_by(Fund.type != "general", Fund.archived_at.is_not(None), Fund.name)
@@ -220,10 +200,41 @@ def _fund_figures(organisation: Organisation) -> list[FundFigures]:
         currency = fund.goal_currency or organisation.default_currency
         result.append(FundFigures(
             fund.id, fund.name, fund.type, fund.description, currency,
-            raised[(fund.id, currency)], spent[(fund.id, currency)], fund.goal_amount,
-            fund.archived_at is not None,
+            raised.get((fund.id, currency), 0), spent.get((fund.id, currency), 0),
+            fund.goal_amount, fund.archived_at is not None,
         ))
     return result
+
+
+FundTotals = dict[tuple[str, str], int]
+
+
+def _fund_totals(organisation_id: str) -> tuple[FundTotals, FundTotals]:
+    """(raised, spent) per (fund, currency): figures of the ledger alone, so they are
+    kept while its head stands still; the funds' names and goals are read each time."""
+    rows = db.session.execute(
+        sa.text(
+            "SELECT fund_id, currency, entry_type, category, sum(amount) FROM ledger_totals"
+            " WHERE organisation_id = :org AND visibility IN ('public_full', 'delayed_public')"
+            " GROUP BY fund_id, currency, entry_type, category"
+        ),
+        {"org": organisation_id},
+    )
+    raised: FundTotals = defaultdict(int)
+    spent: FundTotals = defaultdict(int)
+
+    def count(fund_id: str, currency: str, entry_type: str, category: str, amount: int) -> None:
+        if entry_type in DONATION_TYPES:
+            raised[(fund_id, currency)] += amount
+        elif category_of(entry_type, category) is not None:
+            spent[(fund_id, currency)] -= amount
+
+    for fund_id, currency, entry_type, category, amount in rows:
+        count(fund_id, currency, entry_type, category, int(amount))
+    for waiting in _scheduled([organisation_id]):
+        count(waiting.fund_id, waiting.currency, waiting.entry_type, waiting.category,
+              -waiting.amount)
+    return dict(raised), dict(spent)
 
 
 def organisation_figures(organisation: Organisation) -> OrganisationFigures:

@@ -390,6 +390,9 @@ def get_entry(organisation_id: str, entry_id: str) -> Entry:
 
 
 def get_head(organisation_id: str) -> Head:
+    memo = tenancy.public_read_memo()
+    if memo is not None and ("head", organisation_id) in memo:
+        return memo[("head", organisation_id)]  # type: ignore[no-any-return]
     row = db.session.execute(
         sa.text("SELECT sequence, entry_hash, timestamp FROM ledger_heads"
                 " WHERE organisation_id = :org"),
@@ -397,7 +400,21 @@ def get_head(organisation_id: str) -> Head:
     ).one_or_none()
     if row is None:
         raise UnknownOrganisation(f"unknown organisation {organisation_id}")
-    return Head(organisation_id, row.sequence, row.entry_hash, row.timestamp)
+    head = Head(organisation_id, row.sequence, row.entry_hash, row.timestamp)
+    remember_head(head)  # the read began the transaction if none was open
+    return head
+
+
+def remember_head(head: Head) -> None:
+    """Keep a head read along with something else, for ``get_head`` in this transaction.
+
+    A public page reads its ledger's head in several places; one read stands for the
+    page, which also keeps its figures consistent with one another. Only where the
+    scope cannot append (the public one) is anything kept.
+    """
+    memo = tenancy.public_read_memo()
+    if memo is not None:
+        memo[("head", head.organisation_id)] = head
 
 
 def balances(organisation_id: str) -> dict[str, int]:

@@ -17,7 +17,15 @@ from portal.extensions import db
 from portal.ids import new_id
 from portal.models import Fund, LedgerHead, Membership, Organisation, User
 from portal.money import is_known_currency
-from portal.services import accounts, activity, categories, permissions, tenancy
+from portal.services import (
+    accounts,
+    activity,
+    categories,
+    ledger,
+    permissions,
+    public_ledger,
+    tenancy,
+)
 from portal.services.errors import Conflict, DomainError, NotFound
 from portal.services.permissions import Forbidden, MfaRequired
 from portal.services.transactions import one_transaction
@@ -165,13 +173,35 @@ def find_organisation(reference: str) -> Organisation:
 
 def find_public_organisation(reference: str) -> Organisation:
     """An organisation the public may see: unknown and pending ones are not found,
-    suspended ones are gone."""
-    organisation = find_organisation(reference)
+    suspended ones are gone.
+
+    Its ledger's head and its funds' names come in the same query: every public
+    page of an organisation shows them, and ``ledger.get_head`` and
+    ``public_ledger.fund_names`` answer from them for the rest of the request.
+    """
+    column = Organisation.id if reference.startswith("org_") else Organisation.slug
+    fund_names = (
+        sa.select(sa.func.jsonb_object_agg(Fund.id, Fund.name))
+        .where(Fund.organisation_id == Organisation.id).scalar_subquery()
+    )
+    found = db.session.execute(
+        sa.select(Organisation, LedgerHead.sequence, LedgerHead.entry_hash,
+                  LedgerHead.timestamp, fund_names)
+        .outerjoin(LedgerHead, LedgerHead.organisation_id == Organisation.id)
+        .where(column == reference)
+    ).one_or_none()
+    if found is None:
+        raise OrganisationNotFound(f"no organisation {reference!r}")
+    organisation: Organisation = found[0]
+    sequence, entry_hash, timestamp, names = found[1:]
     if organisation.status == "suspended":
         raise OrganisationGone(
             "This organisation has been suspended and its pages are no longer public.")
     if organisation.status != "active":
         raise OrganisationNotFound(f"no organisation {reference!r}")
+    if sequence is not None:
+        ledger.remember_head(ledger.Head(organisation.id, sequence, entry_hash, timestamp))
+    public_ledger.remember_fund_names(organisation.id, names or {})
     return organisation
 
 

@@ -25,7 +25,7 @@ from amply_verify.hashing import canonical_json
 from portal.extensions import db
 from portal.models import ENTRY_TYPES, Fund, Organisation
 from portal.money import minor_units
-from portal.services import ledger, ledger_cache
+from portal.services import ledger, ledger_cache, tenancy
 from portal.services.disclosure import Disclosure, disclosure
 from portal.services.errors import DomainError, NotFound
 
@@ -164,6 +164,7 @@ class PublicRow:
 
 _ROW_COLUMNS = ("sequence, entry_id, timestamp, type, amount, currency, metadata, "
                 "prev_entry_hash, entry_hash, balance_after, withheld_after")
+_ROW_WIDTH = 11
 
 
 class _Scheduled:
@@ -295,17 +296,19 @@ def _amount_sql(organisation: Organisation, filters: LedgerFilters,
     return " OR ".join(parts)
 
 
-def _select(where: list[str], order: str, limit: int | None = None) -> sa.TextClause:
-    sql = (f"SELECT {_ROW_COLUMNS} FROM ledger_entries WHERE "  # noqa: S608 - constant parts
+def _select(where: list[str], order: str, limit: int | None = None, *,
+            beyond: list[str] | None = None) -> sa.TextClause:
+    """Rows matching ``where``; with ``beyond``, a last column saying whether any row
+    matches that instead (the same for every row: the database works it out once)."""
+    columns = _ROW_COLUMNS
+    if beyond is not None:
+        columns += (", EXISTS (SELECT 1 FROM ledger_entries WHERE "  # noqa: S608
+                    + " AND ".join(beyond) + ")")
+    sql = (f"SELECT {columns} FROM ledger_entries WHERE "  # noqa: S608 - constant parts
            + " AND ".join(where) + f" ORDER BY sequence {order}")
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return sa.text(sql)
-
-
-def _exists(where: list[str], params: dict[str, Any]) -> bool:
-    sql = "SELECT 1 FROM ledger_entries WHERE " + " AND ".join(where) + " LIMIT 1"  # noqa: S608
-    return db.session.execute(sa.text(sql), params).first() is not None
 
 
 def ledger_page(
@@ -319,24 +322,29 @@ def ledger_page(
     """A page of entries, newest first: the newest, or those before/after a sequence."""
     now = ledger.utc_timestamp()
     where, params = _conditions(organisation, filters, now)
+    # Whether there are matching entries beyond the cursor (a page in the other
+    # direction) comes with the page itself, from one index probe.
     if after is not None:
         rows = list(db.session.execute(
-            _select([*where, "sequence > :after"], "ASC", page_size + 1),
+            _select([*where, "sequence > :after"], "ASC", page_size + 1,
+                    beyond=[*where, "sequence <= :after"]),
             {**params, "after": after}))
         has_newer = len(rows) > page_size
+        has_older = bool(rows) and bool(rows[0][-1])
         rows = rows[:page_size][::-1]
-        has_older = bool(rows) and _exists([*where, "sequence < :edge"],
-                                           {**params, "edge": rows[-1][0]})
     else:
-        bounded = [*where, "sequence < :before"] if before is not None else where
-        rows = list(db.session.execute(_select(bounded, "DESC", page_size + 1),
-                                       {**params, "before": before}))
+        if before is None:
+            rows = list(db.session.execute(_select(where, "DESC", page_size + 1), params))
+        else:
+            rows = list(db.session.execute(
+                _select([*where, "sequence < :before"], "DESC", page_size + 1,
+                        beyond=[*where, "sequence >= :before"]),
+                {**params, "before": before}))
+        has_newer = before is not None and bool(rows) and bool(rows[0][-1])
         has_older = len(rows) > page_size
         rows = rows[:page_size]
-        has_newer = before is not None and bool(rows) and _exists(
-            [*where, "sequence > :edge"], {**params, "edge": rows[0][0]})
     scheduled = _scheduled(organisation.id, now)
-    public = [_row(tuple(row), now, scheduled) for row in rows]
+    public = [_row(tuple(row)[:_ROW_WIDTH], now, scheduled) for row in rows]
     return LedgerPage(
         public,
         newer=public[0].sequence if public and has_newer else None,
@@ -468,9 +476,20 @@ def _counterpart(meta: Mapping[str, Any]) -> Link | None:
 
 
 def fund_names(organisation_id: str) -> dict[str, str]:
+    """Fund id -> name, for every fund of the organisation (archived ones too)."""
+    memo = tenancy.public_read_memo()
+    if memo is not None and ("fund_names", organisation_id) in memo:
+        return dict(memo[("fund_names", organisation_id)])
     rows = db.session.execute(sa.select(Fund.id, Fund.name).where(
         Fund.organisation_id == organisation_id))
     return {row.id: row.name for row in rows}
+
+
+def remember_fund_names(organisation_id: str, names: dict[str, str]) -> None:
+    """Names read along with something else, for ``fund_names`` in this transaction."""
+    memo = tenancy.public_read_memo()
+    if memo is not None:
+        memo[("fund_names", organisation_id)] = names
 
 
 def public_categories(organisation_id: str) -> list[str]:

@@ -14,13 +14,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+import psycopg
 import sqlalchemy as sa
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from portal.extensions import db
 
 SCOPE_KEY = "portal.tenant_scope"
+IDLE = TransactionStatus.IDLE
 T = TypeVar("T")
 
 
@@ -35,6 +38,7 @@ class Scope:
 
 
 NOTHING = Scope()
+PUBLIC = Scope(public_read=True)
 
 _SET_SCOPE = sa.text(
     "SELECT set_config('app.current_org', :orgs, true),"
@@ -44,23 +48,39 @@ _SET_SCOPE = sa.text(
 )
 
 
-def _apply(session: Session, scope: Scope) -> None:
-    session.execute(_SET_SCOPE, {
+def _settings(scope: Scope) -> dict[str, str]:
+    return {
         "orgs": ",".join(scope.organisations), "user": scope.user_id or "",
         "public": "on" if scope.public_read else "off",
         "platform": "on" if scope.platform else "off",
-    })
+    }
+
+
+def _apply(session: Session, scope: Scope) -> None:
+    session.execute(_SET_SCOPE, _settings(scope))
+
+
+_SET_SCOPE_DRIVER = (
+    "SELECT set_config('app.current_org', %(orgs)s, true),"
+    " set_config('app.current_user', %(user)s, true),"
+    " set_config('app.public_read', %(public)s, true),"
+    " set_config('app.platform', %(platform)s, true)"
+)
 
 
 @event.listens_for(Session, "after_begin")
 def _scope_each_transaction(session: Session, transaction: Any, connection: Any) -> None:
     scope = session.info.get(SCOPE_KEY)
-    if scope is not None and scope != NOTHING:
-        connection.execute(_SET_SCOPE, {
-            "orgs": ",".join(scope.organisations), "user": scope.user_id or "",
-            "public": "on" if scope.public_read else "off",
-            "platform": "on" if scope.platform else "off",
-        })
+    if scope is None or scope == NOTHING:
+        return
+    driver = connection.connection.driver_connection
+    if isinstance(driver, psycopg.Connection) and driver.info.transaction_status == IDLE:
+        # The driver would send BEGIN and the scope as two round trips; a pipeline
+        # sends them together, and every transaction starts this way.
+        with driver.pipeline():
+            driver.execute(_SET_SCOPE_DRIVER, _settings(scope))
+    else:
+        connection.execute(_SET_SCOPE, _settings(scope))
 
 
 def current() -> Scope:
@@ -71,8 +91,33 @@ def set_scope(scope: Scope) -> None:
     """Use ``scope`` from now on, in this transaction and the ones after it."""
     session = db.session()
     session.info[SCOPE_KEY] = scope
+    session.info.pop(_MEMO_KEY, None)
     if session.in_transaction():
         _apply(session, scope)
+
+
+_MEMO_KEY = "portal.public_read_memo"
+
+
+def public_read_memo() -> dict[Any, Any] | None:
+    """Somewhere to keep what was read, for the rest of this transaction, while the
+    scope is the public one; None under any other scope.
+
+    The public scope cannot write, so nothing read under it (a ledger's head, say)
+    changes through this transaction. What is kept is forgotten when the scope
+    changes or the transaction ends.
+    """
+    session = db.session()
+    if session.info.get(SCOPE_KEY) != PUBLIC:
+        return None
+    transaction = session.get_transaction()
+    if transaction is None:
+        return None
+    kept = session.info.get(_MEMO_KEY)
+    if kept is None or kept[0] is not transaction:
+        kept = (transaction, {})
+        session.info[_MEMO_KEY] = kept
+    return kept[1]
 
 
 def reset() -> None:
@@ -82,7 +127,7 @@ def reset() -> None:
 
 def public_reading() -> None:
     """Public pages: rows of active organisations may be read, nothing written."""
-    set_scope(Scope(public_read=True))
+    set_scope(PUBLIC)
 
 
 def platform() -> None:

@@ -6,9 +6,10 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
+import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from portal.extensions import db
@@ -229,3 +230,40 @@ def test_json_download_has_an_etag(client: FlaskClient, busy: Organisation) -> N
     changed = client.get(f"/orgs/{busy.slug}/ledger.json", headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert json.loads(changed.get_data())["head"]["sequence"] == 121
+
+
+@pytest.fixture
+def statements(app: object) -> Iterator[list[str]]:
+    """The SQL statements sent through the portal's engine while the test runs (but
+    the scope's: here requests share the test's transaction, so they set it each time)."""
+    sent: list[str] = []
+
+    def record(connection: object, cursor: object, statement: str, *args: object) -> None:
+        if "set_config('app." not in statement:  # the scope, set with each transaction
+            sent.append(statement)
+
+    engine = db.session.get_bind()
+    sa.event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("/ledger", 2),  # the organisation with its head and fund names; the page of entries
+    ("/ledger?before=71", 2),  # whether there are newer entries comes with the page
+    ("/ledger?after=20", 2),
+    ("", 4),  # the organisation, its funds, the latest entries, its Stripe account
+])
+def test_public_pages_read_what_they_show_once(
+    client: FlaskClient, busy: Organisation, statements: list[str], path: str, expected: int
+) -> None:
+    get(client, f"/orgs/{busy.slug}{path}")  # figures kept per head are computed here
+    ledger.append_entry(busy.id, "donation_received", 4_200, "EUR", {"donor_name": "Late"})
+    get(client, f"/orgs/{busy.slug}{path}")  # ... and again for the new head
+    statements.clear()
+    page = get(client, f"/orgs/{busy.slug}{path}")
+    assert len(statements) == expected, statements
+    if "?" not in path:
+        assert ">#121</a>" in page and "Late" in page  # the head read is this request's

@@ -79,7 +79,7 @@ def organisation(slug: str) -> Response:
     last_check = verification.last_reports([org.id]).get(org.id)
     return render("public/organisation.html", org=org, figures=numbers, main=main,
                   chart=chart, latest=latest, last_check=last_check,
-                  fund_names=public_ledger.fund_names(org.id),
+                  fund_names={fund.id: fund.name for fund in numbers.funds},
                   donate=donations.donate_state(org.id))
 
 
