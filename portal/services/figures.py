@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from portal.extensions import db
-from portal.models import Fund, Organisation
-from portal.services import ledger, ledger_cache
+from portal.models import Organisation
+from portal.services import ledger, ledger_cache, public_ledger
 
 DONATION_TYPES = frozenset(
     {"donation_received", "refund_issued", "donation_reversed", "dispute_opened", "dispute_won"}
@@ -191,17 +191,13 @@ def _fund_figures(organisation: Organisation) -> list[FundFigures]:
     """Raised and spent per fund, from disclosed entries only (a fund is a detail)."""
     raised, spent = ledger_cache.cached(organisation.id, "fund_totals",
                                         lambda: _fund_totals(organisation.id))
-    funds = db.session.scalars(
-        sa.select(Fund).where(Fund.organisation_id == organisation.id)
-        .order_by(Fund.type != "general", Fund.archived_at.is_not(None), Fund.name)
-    )
     result = []
-    for fund in funds:
+    for fund in public_ledger.public_funds(organisation.id):
         currency = fund.goal_currency or organisation.default_currency
         result.append(FundFigures(
             fund.id, fund.name, fund.type, fund.description, currency,
             raised.get((fund.id, currency), 0), spent.get((fund.id, currency), 0),
-            fund.goal_amount, fund.archived_at is not None,
+            fund.goal_amount, fund.archived,
         ))
     return result
 

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Required, TypedDict, Unpack
+from typing import Any, Required, TypedDict, Unpack
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -175,25 +175,16 @@ def find_public_organisation(reference: str) -> Organisation:
     """An organisation the public may see: unknown and pending ones are not found,
     suspended ones are gone.
 
-    Its ledger's head and its funds' names come in the same query: every public
-    page of an organisation shows them, and ``ledger.get_head`` and
-    ``public_ledger.fund_names`` answer from them for the rest of the request.
+    Its ledger's head and its funds come in the same query: every public page of an
+    organisation shows them, and ``ledger.get_head`` and ``public_ledger.public_funds``
+    answer from them for the rest of the request.
     """
-    column = Organisation.id if reference.startswith("org_") else Organisation.slug
-    fund_names = (
-        sa.select(sa.func.jsonb_object_agg(Fund.id, Fund.name))
-        .where(Fund.organisation_id == Organisation.id).scalar_subquery()
-    )
-    found = db.session.execute(
-        sa.select(Organisation, LedgerHead.sequence, LedgerHead.entry_hash,
-                  LedgerHead.timestamp, fund_names)
-        .outerjoin(LedgerHead, LedgerHead.organisation_id == Organisation.id)
-        .where(column == reference)
-    ).one_or_none()
+    statement = _PUBLIC_BY_ID if reference.startswith("org_") else _PUBLIC_BY_SLUG
+    found = db.session.execute(statement, {"reference": reference}).one_or_none()
     if found is None:
         raise OrganisationNotFound(f"no organisation {reference!r}")
     organisation: Organisation = found[0]
-    sequence, entry_hash, timestamp, names = found[1:]
+    sequence, entry_hash, timestamp, funds = found[1:]
     if organisation.status == "suspended":
         raise OrganisationGone(
             "This organisation has been suspended and its pages are no longer public.")
@@ -201,8 +192,21 @@ def find_public_organisation(reference: str) -> Organisation:
         raise OrganisationNotFound(f"no organisation {reference!r}")
     if sequence is not None:
         ledger.remember_head(ledger.Head(organisation.id, sequence, entry_hash, timestamp))
-    public_ledger.remember_fund_names(organisation.id, names or {})
+    public_ledger.remember_funds(organisation.id, funds)
     return organisation
+
+
+def _public_organisation(column: Any) -> sa.Select[Any]:
+    return (
+        sa.select(Organisation, LedgerHead.sequence, LedgerHead.entry_hash,
+                  LedgerHead.timestamp, public_ledger.funds_column("organisations.id"))
+        .outerjoin(LedgerHead, LedgerHead.organisation_id == Organisation.id)
+        .where(column == sa.bindparam("reference"))
+    )
+
+
+_PUBLIC_BY_ID = _public_organisation(Organisation.id)
+_PUBLIC_BY_SLUG = _public_organisation(Organisation.slug)
 
 
 def list_organisations(*, status: str | None = None) -> list[OrganisationSummary]:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from amply_verify.hashing import canonical_json
 from portal.extensions import db
-from portal.models import ENTRY_TYPES, Fund, Organisation
+from portal.models import ENTRY_TYPES, Organisation
 from portal.money import minor_units
 from portal.services import ledger, ledger_cache, tenancy
 from portal.services.disclosure import Disclosure, disclosure
@@ -353,6 +353,15 @@ def ledger_page(
     )
 
 
+def latest_entries(organisation: Organisation, count: int) -> LedgerPage:
+    """The newest ``count`` entries, kept while the head stands still (the organisation's
+    page shows them to every visitor)."""
+    now = ledger.utc_timestamp()
+    return ledger_cache.cached(
+        organisation.id, f"latest_entries_{count}",
+        lambda: ledger_page(organisation, LedgerFilters(), page_size=count), now=now)
+
+
 def iter_public_rows(organisation: Organisation, filters: LedgerFilters,
                      chunk_size: int = 2_000) -> Iterator[PublicRow]:
     """Every matching row, oldest first, streamed (for CSV downloads)."""
@@ -475,21 +484,55 @@ def _counterpart(meta: Mapping[str, Any]) -> Link | None:
                 str(meta["counterpart_entry_id"]), other.slug)
 
 
-def fund_names(organisation_id: str) -> dict[str, str]:
-    """Fund id -> name, for every fund of the organisation (archived ones too)."""
-    memo = tenancy.public_read_memo()
-    if memo is not None and ("fund_names", organisation_id) in memo:
-        return dict(memo[("fund_names", organisation_id)])
-    rows = db.session.execute(sa.select(Fund.id, Fund.name).where(
-        Fund.organisation_id == organisation_id))
-    return {row.id: row.name for row in rows}
+@dataclass(frozen=True)
+class PublicFund:
+    """A fund as its organisation's public pages show it."""
+
+    id: str
+    name: str
+    type: str
+    description: str
+    goal_amount: int | None
+    goal_currency: str | None
+    archived: bool
 
 
-def remember_fund_names(organisation_id: str, names: dict[str, str]) -> None:
-    """Names read along with something else, for ``fund_names`` in this transaction."""
+# The organisation's funds as one JSON value, general fund first, archived ones last.
+_FUNDS_JSON = (
+    "(SELECT coalesce(jsonb_agg(jsonb_build_object("
+    "'id', f.id, 'name', f.name, 'type', f.type, 'description', f.description,"
+    " 'goal_amount', f.goal_amount, 'goal_currency', f.goal_currency,"
+    " 'archived', f.archived_at IS NOT NULL)"
+    " ORDER BY f.type <> 'general', f.archived_at IS NOT NULL, f.name), '[]')"
+    " FROM funds f WHERE f.organisation_id = {owner})"
+)
+
+
+def funds_column(owner: str) -> sa.ColumnElement[Any]:
+    """The funds of the organisation whose id is the SQL expression ``owner``, as one
+    JSON value: to read along with the organisation (see ``remember_funds``)."""
+    return sa.literal_column(_FUNDS_JSON.format(owner=owner))
+
+
+def remember_funds(organisation_id: str, funds: list[dict[str, Any]]) -> None:
+    """Funds read along with something else, for ``public_funds`` in this transaction."""
     memo = tenancy.public_read_memo()
     if memo is not None:
-        memo[("fund_names", organisation_id)] = names
+        memo[("funds", organisation_id)] = [PublicFund(**fund) for fund in funds]
+
+
+def public_funds(organisation_id: str) -> list[PublicFund]:
+    """Every fund of the organisation (archived ones too), general fund first."""
+    memo = tenancy.public_read_memo()
+    if memo is not None and ("funds", organisation_id) in memo:
+        return list(memo[("funds", organisation_id)])
+    found = db.session.execute(sa.text(f"SELECT {_FUNDS_JSON.format(owner=':org')}"),
+                               {"org": organisation_id}).scalar_one()
+    return [PublicFund(**fund) for fund in found]
+
+
+def fund_names(organisation_id: str) -> dict[str, str]:
+    return {fund.id: fund.name for fund in public_funds(organisation_id)}
 
 
 def public_categories(organisation_id: str) -> list[str]:

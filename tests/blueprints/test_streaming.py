@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from portal.extensions import db
@@ -44,3 +45,33 @@ def test_downloads_stream_in_a_request_of_their_own(
         assert len(list(csv.reader(io.StringIO(body)))) == 4
     else:
         assert len(json.loads(body)["entries"]) == 3
+
+
+def test_page_requests_keep_their_statements_prepared(
+    committed_app: Flask, create_org: Callable[..., Organisation]
+) -> None:
+    """A read-only request's transaction is ended without costing the next request its
+    prepared statements (the driver drops them all when asked to roll back)."""
+    org = create_org()
+    ledger.append_entry(org.id, "donation_received", 100, "EUR", {"donor_name": "Ann"})
+    db.session.commit()
+    url = f"/orgs/{org.slug}/ledger"
+    db.session.remove()
+    db.engine.dispose()  # from here on the requests below share one connection
+    result: dict[str, object] = {}
+
+    def browse() -> None:
+        client = committed_app.test_client()
+        result["statuses"] = {client.get(url).status_code
+                              for _ in range(8)}
+        with committed_app.app_context():
+            result["prepared"] = db.session.execute(sa.text(
+                "SELECT count(*) FROM pg_prepared_statements")).scalar_one()
+            result["connections"] = db.engine.pool.checkedin() + db.engine.pool.checkedout()
+
+    thread = threading.Thread(target=browse)
+    thread.start()
+    thread.join()
+    assert result["statuses"] == {200}
+    assert result["connections"] == 1
+    assert int(result["prepared"]) >= 2  # type: ignore[call-overload]

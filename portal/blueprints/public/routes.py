@@ -74,8 +74,7 @@ def organisation(slug: str) -> Response:
             value_label=lambda value: money_filter(value, main.currency),
             chart_id="spending-chart",
         )
-    latest = public_ledger.ledger_page(org, public_ledger.LedgerFilters(),
-                                       page_size=LATEST_ENTRIES)
+    latest = public_ledger.latest_entries(org, LATEST_ENTRIES)
     last_check = verification.last_reports([org.id]).get(org.id)
     return render("public/organisation.html", org=org, figures=numbers, main=main,
                   chart=chart, latest=latest, last_check=last_check,
