@@ -67,7 +67,9 @@ def test_page_requests_keep_their_statements_prepared(
         with committed_app.app_context():
             result["prepared"] = db.session.execute(sa.text(
                 "SELECT count(*) FROM pg_prepared_statements")).scalar_one()
-            result["connections"] = db.engine.pool.checkedin() + db.engine.pool.checkedout()
+            pool = db.engine.pool
+            assert isinstance(pool, sa.pool.QueuePool)
+            result["connections"] = pool.checkedin() + pool.checkedout()
 
     thread = threading.Thread(target=browse)
     thread.start()
