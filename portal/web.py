@@ -23,11 +23,13 @@ from flask import (
     Response,
     current_app,
     g,
+    has_request_context,
     make_response,
     render_template,
     request,
     send_file,
     stream_with_context,
+    url_for,
 )
 from jinja2_fragments.flask import render_block
 from markupsafe import Markup, escape
@@ -191,6 +193,30 @@ def short_hash(value: str | None) -> str:
         return ""
     prefix, _, digest = value.partition(":")
     return f"{prefix}:{digest[:10]}…{digest[-6:]}"
+
+
+# --------------------------------------------------------------------------- links
+
+
+def template_url_for(endpoint: str, **values: Any) -> str:
+    """``url_for`` for templates, remembering the links it has built.
+
+    A page builds two dozen links, mostly the same ones on every request (navigation,
+    static files, an organisation's pages). A relative link depends only on the
+    endpoint, its values and the path the app is mounted at.
+    """
+    if (not has_request_context() or endpoint.startswith(".")
+            or any(name.startswith("_") for name in values)):
+        return url_for(endpoint, **values)
+    try:
+        return _known_url(request.script_root, endpoint, tuple(sorted(values.items())))
+    except TypeError:  # a value that cannot be a key
+        return url_for(endpoint, **values)
+
+
+@lru_cache(maxsize=4096)
+def _known_url(script_root: str, endpoint: str, values: tuple[tuple[str, Any], ...]) -> str:
+    return url_for(endpoint, **dict(values))
 
 
 # --------------------------------------------------------------------------- ledger tables
@@ -384,7 +410,8 @@ def register_web(app: Flask) -> None:
         short_hash=short_hash, entry_type=entry_type_label,
         b64=lambda value: base64.b64encode(value).decode(),
     )
-    app.jinja_env.globals.update(get_locale=get_locale, Markup=Markup, ledger_rows=ledger_rows)
+    app.jinja_env.globals.update(get_locale=get_locale, Markup=Markup, ledger_rows=ledger_rows,
+                                 url_for=template_url_for)
     app.register_error_handler(HTTPException, _handle_http)
     app.register_error_handler(DomainError, _handle_domain)
     app.register_error_handler(Exception, _handle_unexpected)

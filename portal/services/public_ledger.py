@@ -14,7 +14,7 @@ import bisect
 import re
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -69,7 +69,7 @@ class LedgerFilters:
     text: str = ""
 
     def is_empty(self) -> bool:
-        return not any(asdict(self).values())
+        return not any(getattr(self, f.name) for f in fields(self))
 
     def query(self) -> dict[str, str]:
         """The filters as query-string arguments (only those set)."""

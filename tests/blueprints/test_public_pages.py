@@ -53,3 +53,11 @@ def test_ledger_download_of_unknown_or_pending_organisations_is_404(
     pending = create_org(status="pending")
     assert client.get("/orgs/nobody/ledger.json").status_code == 404
     assert client.get(f"/orgs/{pending.slug}/ledger.json").status_code == 404
+
+
+def test_links_follow_where_the_app_is_mounted(client: FlaskClient) -> None:
+    mounted = client.get("/", environ_overrides={"SCRIPT_NAME": "/portal"})
+    assert 'href="/portal/how-to-verify"' in mounted.get_data(as_text=True)
+    at_root = client.get("/")
+    assert 'href="/how-to-verify"' in at_root.get_data(as_text=True)
+    assert 'href="/portal/' not in at_root.get_data(as_text=True)
