@@ -40,11 +40,11 @@ class Scope:
 NOTHING = Scope()
 PUBLIC = Scope(public_read=True)
 
-_SET_SCOPE = sa.text(
-    "SELECT set_config('app.current_org', :orgs, true),"
-    " set_config('app.current_user', :user, true),"
-    " set_config('app.public_read', :public, true),"
-    " set_config('app.platform', :platform, true)"
+_SET_SCOPE = (
+    "SELECT set_config('app.current_org', %(orgs)s, true),"
+    " set_config('app.current_user', %(user)s, true),"
+    " set_config('app.public_read', %(public)s, true),"
+    " set_config('app.platform', %(platform)s, true)"
 )
 
 
@@ -56,31 +56,30 @@ def _settings(scope: Scope) -> dict[str, str]:
     }
 
 
+def _driver(connection: sa.Connection) -> psycopg.Connection[Any]:
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    return driver
+
+
 def _apply(session: Session, scope: Scope) -> None:
-    session.execute(_SET_SCOPE, _settings(scope))
-
-
-_SET_SCOPE_DRIVER = (
-    "SELECT set_config('app.current_org', %(orgs)s, true),"
-    " set_config('app.current_user', %(user)s, true),"
-    " set_config('app.public_read', %(public)s, true),"
-    " set_config('app.platform', %(platform)s, true)"
-)
+    _driver(session.connection()).execute(_SET_SCOPE, _settings(scope))
 
 
 @event.listens_for(Session, "after_begin")
-def _scope_each_transaction(session: Session, transaction: Any, connection: Any) -> None:
+def _scope_each_transaction(session: Session, transaction: Any,
+                            connection: sa.Connection) -> None:
     scope = session.info.get(SCOPE_KEY)
     if scope is None or scope == NOTHING:
         return
-    driver = connection.connection.driver_connection
-    if isinstance(driver, psycopg.Connection) and driver.info.transaction_status == IDLE:
+    driver = _driver(connection)
+    if driver.info.transaction_status == IDLE:
         # The driver would send BEGIN and the scope as two round trips; a pipeline
         # sends them together, and every transaction starts this way.
         with driver.pipeline():
-            driver.execute(_SET_SCOPE_DRIVER, _settings(scope))
+            driver.execute(_SET_SCOPE, _settings(scope))
     else:
-        connection.execute(_SET_SCOPE, _settings(scope))
+        driver.execute(_SET_SCOPE, _settings(scope))
 
 
 def current() -> Scope:
